@@ -17,7 +17,8 @@ import numpy as np
 import simpy
 from scipy import stats
 
-from toolkit.cluster import ParameterServer, PerWorker, simulate
+from toolkit.cluster import simulate
+from toolkit.models import ParameterServer, PerWorker
 from toolkit.schemes import Async, Backup, Sync
 
 

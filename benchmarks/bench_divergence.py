@@ -10,7 +10,7 @@ Measurement: bisection over lr with the replay harness on the same simulated Sch
 import pandas as pd
 
 from toolkit.compare import divergence_table
-from toolkit.schemes import EASGD, Async, Delayed, KAsync, Sync
+from toolkit.schemes import EASGD, Async, Delayed, KBatchAsync, Sync
 from toolkit.workloads import get_workload
 
 pd.set_option("display.width", 250)
@@ -38,16 +38,16 @@ def main() -> None:
         Delayed(4, 2),
         EASGD(4, 1, 0.1, momentum=0.5),
         Async(4),
-        KAsync(4, 2),
+        KBatchAsync(4, 2),
         Async(8),
-        KAsync(8, 4),
+        KBatchAsync(8, 4),
     ]
     t = divergence_table([quad], schemes, updates=1000, rel_tol=0.02, device="cpu")
     print(t[COLS].to_string(float_format=lambda v: f"{v:.4g}"), flush=True)
     mlp = get_workload("mnist1d_mlp")
     t = divergence_table(
         [mlp],
-        [Sync(4), Delayed(4, 2), Async(4), KAsync(4, 2)],
+        [Sync(4), Delayed(4, 2), Async(4), KBatchAsync(4, 2)],
         updates=150,
         rel_tol=0.05,
         hessian_iters=30,

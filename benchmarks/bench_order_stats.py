@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import scipy.stats as st
 
-from toolkit.cluster import Empirical
+from toolkit.models import Empirical
 from toolkit.theory import expected_order_statistic, order_statistic_moments
 
 COMMAND = "python benchmarks/bench_order_stats.py"

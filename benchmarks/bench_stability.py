@@ -28,10 +28,19 @@ def _best_of(fn, repeats: int = 3) -> float:
 def main(n: int = 200) -> None:
     a, b = np.meshgrid(np.linspace(0.0, 2.5, n), np.linspace(0.0, 2.5, n))
     cases = [
-        ("EASGD sync, p=8 (closed form)", lambda: easgd_spectral_radius(a, b, 8)),
-        ("EAMSGD sync, p=8, delta=0.9", lambda: easgd_spectral_radius(a, b, 8, momentum=0.9)),
-        ("EASGD round-robin, p=3", lambda: easgd_round_robin_spectral_radius(a, b / 3, 3)),
-        ("ADMM round-robin, p=3", lambda: admm_round_robin_spectral_radius(a / 100, b, 3)),
+        ("EASGD sync, p=8 (closed form)", lambda: easgd_spectral_radius(eta=a, alpha=b / 8, p=8)),
+        (
+            "EAMSGD sync, p=8, delta=0.9",
+            lambda: easgd_spectral_radius(eta=a, alpha=b / 8, p=8, momentum=0.9),
+        ),
+        (
+            "EASGD round-robin, p=3",
+            lambda: easgd_round_robin_spectral_radius(eta=a, alpha=b / 3, p=3),
+        ),
+        (
+            "ADMM round-robin, p=3",
+            lambda: admm_round_robin_spectral_radius(eta=a / 100, alpha=b, p=3),
+        ),
     ]
     print(f"{n} x {n} grid, best of 3\n")
     print(f"{'map':<34} {'seconds':>8}")

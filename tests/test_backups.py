@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toolkit.cluster import ParameterServer
+from toolkit.models import ParameterServer
 from toolkit.schemes import Backup
 from toolkit.theory.backups import Progress, optimal_backups
 from toolkit.theory.step_time import step_time
@@ -117,7 +117,7 @@ def test_bad_input_names_the_field():
         optimal_backups(5, stats.expon(), progress=lambda n: 0.0)
     with pytest.raises(ValueError, match="progress"):
         optimal_backups(5, stats.expon(), progress=3)
-    with pytest.raises(ValueError, match="dist"):
+    with pytest.raises(ValueError, match="compute"):
         optimal_backups(5, stats.norm())
     with pytest.raises(ValueError, match="comm"):
         optimal_backups(5, stats.expon(), comm="ps")

@@ -24,8 +24,8 @@ from toolkit.cli_args import (
     dist_from_args,
     scheme_from_args,
 )
-from toolkit.cluster import Empirical
-from toolkit.cluster.comm import (
+from toolkit.models import Empirical
+from toolkit.models.comm import (
     COMM_MODELS,
     Hierarchical,
     ParameterServer,
@@ -33,8 +33,8 @@ from toolkit.cluster.comm import (
     ShardedServer,
     parse_comm,
 )
+from toolkit.models.dists import check_step_dist
 from toolkit.schemes import SCHEMES, Scheme
-from toolkit.theory import check_step_dist
 
 # One scheme per name, every field away from its default, so a flag that is not passed on fails.
 EXAMPLES: list[Scheme] = [
@@ -42,7 +42,8 @@ EXAMPLES: list[Scheme] = [
     schemes.Backup(7, 3),
     schemes.KBatchSync(4, 9),
     schemes.Async(6),
-    schemes.KAsync(8, 3),
+    schemes.KAsync(7, 4),
+    schemes.KBatchAsync(8, 3),
     schemes.Delayed(5, 2),
     schemes.EASGD(6, 3, 0.125, momentum=0.5, synchronous=False),
     schemes.LocalSGD(4, 7),
@@ -159,7 +160,7 @@ def test_every_comm_model_can_be_written_as_a_flag():
     "text",
     [
         "Evil()",
-        "exchange_cost(None, 1, 1)",  # in toolkit.cluster.comm, but not a model
+        "exchange_cost(None, 1, 1)",  # in toolkit.models.comm, but not a model
         "CommModel(nbytes=1, bandwidth=1)",  # the abstract base
         "ParameterServer(nbytes=open('x'), bandwidth=1)",
         "ParameterServer(nbytes=1)",  # bandwidth missing
@@ -169,7 +170,7 @@ def test_every_comm_model_can_be_written_as_a_flag():
         "ShardedServer(nbytes=1, bandwidth=1, shards=0)",
         "ParameterServer(**{'nbytes': 1})",
         "ParameterServer(nbytes=1,",
-        "toolkit.cluster.comm.ParameterServer(1, 1)",
+        "toolkit.models.comm.ParameterServer(1, 1)",
     ],
 )
 def test_bad_comm_is_an_error_naming_the_flag(text):

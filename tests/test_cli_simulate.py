@@ -11,8 +11,8 @@ import pytest
 from toolkit.cli import main
 from toolkit.cluster import Schedule
 from toolkit.cluster.clock import simulate
-from toolkit.cluster.comm import ParameterServer, parse_comm
-from toolkit.cluster.stragglers import parse_dist
+from toolkit.models.comm import ParameterServer, parse_comm
+from toolkit.models.dists import parse_dist
 from toolkit.schemes import DiLoCo
 
 

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from toolkit.cli import main
-from toolkit.cluster import Empirical, ParameterServer, RingAllReduce, ShardedServer
-from toolkit.cluster.stragglers import parse_dist
+from toolkit.models import Empirical, ParameterServer, RingAllReduce, ShardedServer
+from toolkit.models.dists import parse_dist
 from toolkit.schemes import Backup, KBatchSync, Sync
 from toolkit.theory.backups import Progress, optimal_backups
 from toolkit.theory.order_stats import expected_order_statistic, order_statistic_variance

@@ -11,7 +11,7 @@ import pytest
 from toolkit.cli import main
 from toolkit.cluster.clock import simulate
 from toolkit.cluster.schedule import Schedule
-from toolkit.cluster.stragglers import parse_dist
+from toolkit.models.dists import parse_dist
 from toolkit.replay import Results, train
 from toolkit.schemes import Backup
 from toolkit.workloads import get_workload

@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from toolkit.cluster import (
-    Empirical,
-    Failures,
-    ParameterServer,
-    PerWorker,
-    Trace,
-    simulate,
-)
-from toolkit.cluster.clock import delayed_updates
+from toolkit.cluster import simulate
+from toolkit.cluster.barrier import delayed_updates
+from toolkit.models import Empirical, Failures, ParameterServer, PerWorker, Trace
 from toolkit.schemes import (
     EASGD,
     Async,
@@ -26,6 +20,7 @@ from toolkit.schemes import (
     Delayed,
     DiLoCo,
     KAsync,
+    KBatchAsync,
     KBatchSync,
     LocalSGD,
     Sync,
@@ -67,6 +62,7 @@ ALL_SCHEMES = [
     KBatchSync(4, 3),
     KBatchSync(3, 7),
     Async(5),
+    KBatchAsync(5, 3),
     KAsync(5, 3),
     Delayed(4, 2),
     EASGD(4, 3, 0.1),
@@ -196,7 +192,7 @@ def test_kasync_mean_staleness_exponential(n, k):
     staleness = floor((m + G) / k), and by Hermite's identity sum_m floor((m + G)/k) = G, so
     E[staleness] = (n - 1) / k update units."""
     U = 20_000 // k
-    means = _replicated(KAsync(n, k), EXP, U, range(12), _steady_staleness)
+    means = _replicated(KBatchAsync(n, k), EXP, U, range(12), _steady_staleness)
     se = means.std(ddof=1) / math.sqrt(means.size)
     assert abs(means.mean() - (n - 1) / k) < 5 * se
 
@@ -271,15 +267,15 @@ def test_identities_between_schemes():
     _frames_equal(simulate(Delayed(5, 0), d, updates=200), simulate(Sync(5), d, updates=200))
     # the Delayed recursion itself at d = 0 is Sync's A_t = A_{t-1} + max_w X_wt + c
     x = stats.lognorm(0.7).rvs(size=(5, 200), random_state=1)
-    np.testing.assert_allclose(delayed_updates(x, 0, 0.3), np.cumsum(x.max(axis=0) + 0.3))
-    _frames_equal(simulate(KAsync(5, 1), d, updates=300), simulate(Async(5), d, updates=300))
+    np.testing.assert_allclose(delayed_updates(x, 0, 0.3)[0], np.cumsum(x.max(axis=0) + 0.3))
+    _frames_equal(simulate(KBatchAsync(5, 1), d, updates=300), simulate(Async(5), d, updates=300))
     # Async(1) is serial SGD: staleness 0, update u at the sum of the first u + 1 step times
     s = simulate(Async(1), d, updates=100, seed=3)
     assert (s.frame["staleness"] == 0).all()
     ref = simulate(Sync(1), d, updates=100, seed=3)
     np.testing.assert_allclose(s.update_times(), ref.update_times(), rtol=1e-12)
-    # KAsync(n, n) on equal constant workers is Sync(n)
-    k = simulate(KAsync(3, 3), const(1.0, 1.0, 1.0), updates=10)
+    # KBatchAsync(n, n) on equal constant workers is Sync(n)
+    k = simulate(KBatchAsync(3, 3), const(1.0, 1.0, 1.0), updates=10)
     assert (k.frame["staleness"] == 0).all()
     np.testing.assert_allclose(k.update_times(), np.arange(1, 11))
 
@@ -287,7 +283,7 @@ def test_identities_between_schemes():
 def test_heap_path_equals_merge_path():
     """Failures that never happen force the event heap: it must give the merge's schedule."""
     d = stats.gamma(2.0)
-    for scheme in (Async(7), KAsync(7, 3)):
+    for scheme in (Async(7), KBatchAsync(7, 3)):
         fast = simulate(scheme, d, updates=500, seed=9)
         heap = simulate(scheme, d, updates=500, seed=9, failures=Failures())
         _frames_equal(fast, heap)
@@ -328,12 +324,13 @@ def test_every_gradient_appears_exactly_once(scheme):
 def test_compute_times_are_the_workers_streams():
     """The j-th gradient of worker w takes the j-th step time of w's stream (same for every
     scheme: common random numbers), except a cancelled one, which took less."""
-    from toolkit.cluster.stragglers import Streams, as_compute, child_seed
+    from toolkit.models.seeds import child_seed
+    from toolkit.models.stragglers import Streams, as_compute
 
     d = stats.gamma(1.5)
     st = Streams(as_compute(d), 5, child_seed(child_seed(11), 0))
     buf = st.matrix(400)
-    for scheme in (Async(5), KAsync(5, 2), KBatchSync(5, 3), Sync(5), Delayed(5, 2)):
+    for scheme in (Async(5), KBatchAsync(5, 2), KBatchSync(5, 3), Sync(5), Delayed(5, 2)):
         g = simulate(scheme, d, updates=50, seed=11).grads
         x = buf[g["worker"].to_numpy(), g["batch"].to_numpy()]
         done = g["used"].to_numpy()
@@ -392,9 +389,9 @@ def test_async_three_constant_speeds_by_hand():
     np.testing.assert_array_equal(sched.frame["time"], [1, 2, 2, 3, 3, 4, 4, 5])
 
 
-def test_kasync_by_hand():
-    # KAsync(3, 2), speeds 1, 2, 3: arrival order as in the Async table, grouped in pairs.
-    sched = simulate(KAsync(3, 2), const(1.0, 2.0, 3.0), updates=4)
+def test_kbatchasync_by_hand():
+    # KBatchAsync(3, 2), speeds 1, 2, 3: arrival order as in the Async table, grouped in pairs.
+    sched = simulate(KBatchAsync(3, 2), const(1.0, 2.0, 3.0), updates=4)
     expected = [
         (0, 0, 0, 0, True, 0),  # arrivals 0,1: w0 (t=1), w0 (t=2) -> update 0 at t=2
         (0, 0, 0, 0, True, 1),  # w0 restarted at t=1 before any update: version 0
@@ -407,6 +404,45 @@ def test_kasync_by_hand():
     ]
     assert _table(sched) == expected
     np.testing.assert_array_equal(sched.update_times(), [2, 3, 4, 5])
+
+
+def test_kasync_by_hand():
+    # KAsync(3, 2), speeds 1, 2, 3 (Dutta et al.'s K-async): each update waits for the first two
+    # distinct workers, which restart at the update reading the new version; the third keeps
+    # computing on its old version.
+    sched = simulate(KAsync(3, 2), const(1.0, 2.0, 3.0), updates=3)
+    cols = ("update", "worker", "version", "staleness", "used", "batch", "time")
+    assert _table(sched, cols) == [
+        # u0: finishes w0 1, w1 2, w2 3 -> w0, w1 at A0 = 2; they restart at 2 on version 1
+        (0, 0, 0, 0, True, 0, 2.0),
+        (0, 1, 0, 0, True, 0, 2.0),
+        # u1: finishes w0 3, w1 4, w2 3 -> tie at 3: w0 then w2 (worker id); A1 = 3
+        (1, 0, 1, 0, True, 1, 3.0),
+        (1, 2, 0, 1, True, 0, 3.0),
+        # u2: w0 restarted at 3 (finish 4), w1 finish 4 (version 1), w2 restarted (finish 6)
+        (2, 0, 2, 0, True, 2, 4.0),
+        (2, 1, 1, 1, True, 1, 4.0),
+    ]
+
+
+def test_kasync_identities_with_sync_and_async():
+    """KAsync(n, n) is Sync(n) (same rows; times equal up to summation order) and KAsync(n, 1)
+    is Async(n) (same rule, same path)."""
+    d = stats.lognorm(0.7)
+    comm = ParameterServer(nbytes=1.0, bandwidth=4.0, latency=0.05)
+    a = simulate(KAsync(5, 5), d, comm, updates=300, seed=2).frame
+    b = simulate(Sync(5), d, comm, updates=300, seed=2).frame
+    pd.testing.assert_frame_equal(a.drop(columns="time"), b.drop(columns="time"))
+    np.testing.assert_allclose(a["time"], b["time"], rtol=1e-12)
+    _frames_equal(simulate(KAsync(5, 1), d, updates=300), simulate(Async(5), d, updates=300))
+
+
+def test_kasync_exponential_step_time_is_the_kth_order_statistic():
+    """Memoryless workers: every K-async iteration lasts X_(K:P) (Dutta et al., AISTATS 2018,
+    Supp. 7.3.1), so the clock's mean time per update is H_P - H_{P-K} for expon(1)."""
+    sched = simulate(KAsync(8, 3), EXP, updates=20_000, seed=4)
+    mean, se = step_stats(sched)
+    assert abs(mean - (H(8) - H(5))) < 5 * se
 
 
 def test_kbatchsync_by_hand():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit.cluster.comm import (
+from toolkit.models.comm import (
     Hierarchical,
     ParameterServer,
     RingAllReduce,

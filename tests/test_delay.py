@@ -3,8 +3,8 @@
 Known values: tau = 0 (plain gradient descent) is stable iff eta h < 2; tau = 1 iff eta h < 1
 (x_{t+1} = x_t - a x_{t-1}: z^2 - z + a, Jury: |a| < 1). The closed form
 2 sin(pi / (2 (2 tau + 1))) (equivalently 2 cos(tau pi / (2 tau + 1)), Levin & May 1976 for
-x_{t+1} = x_t - a x_{t-k}, as recalled) is checked against companion-matrix bisection for
-tau = 0..50.
+x_{t+1} = x_t - a x_{t-k}; derived in toolkit/theory/delay.py) is checked against
+companion-matrix bisection for tau = 0..50.
 """
 
 from __future__ import annotations

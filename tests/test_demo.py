@@ -12,7 +12,7 @@ def test_demo_runs_every_scheme_and_writes_its_outputs(tmp_path, capsys):
     )
     assert rc == 0
     table = pd.read_csv(tmp_path / "summary.csv")
-    assert list(table["scheme"]) == [repr(s) for s in default_schemes(4)]
+    assert list(table["scheme"]) == [str(s) for s in default_schemes(4)]
     assert set(table["status"]) <= {"ok", "diverged"}
     ok = table[table["status"] == "ok"]
     assert ((ok["test_accuracy"] >= 0) & (ok["test_accuracy"] <= 1)).all()

@@ -2,7 +2,7 @@
 
 On a noiseless quadratic the theory is exact, so the measured boundary's bisection bracket must
 contain the prediction (delayed_gd_threshold(tau) / lambda_max; EASGD's threshold / lambda_max;
-for Async/KAsync the realised-staleness threshold of the same Schedule, schedule_threshold /
+for Async/KBatchAsync the realised-staleness threshold of the same Schedule, schedule_threshold /
 lambda_max). On the MNIST-1D MLP there is no oracle: that test is a smoke test of the pipeline.
 """
 
@@ -16,7 +16,7 @@ import scipy.stats
 
 from toolkit.cluster import simulate
 from toolkit.compare import divergence_table, predicted_lr, run_diverges
-from toolkit.schemes import EASGD, Async, Delayed, KAsync, LocalSGD, Sync
+from toolkit.schemes import EASGD, Async, Delayed, KBatchAsync, LocalSGD, Sync
 from toolkit.theory import delayed_gd_threshold
 from toolkit.theory.delay import (
     schedule_threshold,
@@ -33,7 +33,7 @@ def quad():
 
 
 def test_quadratic_boundary_matches_theory(quad) -> None:
-    schemes = [Delayed(2, 2), EASGD(4, 1, 0.1, momentum=0.5), Async(4), KAsync(4, 2)]
+    schemes = [Delayed(2, 2), EASGD(4, 1, 0.1, momentum=0.5), Async(4), KBatchAsync(4, 2)]
     df = divergence_table([quad], schemes, updates=1000, rel_tol=0.03, device="cpu")
     assert list(df["lambda_max"]) == pytest.approx([2.0] * 4, rel=1e-5)
     assert df.loc[0, "predicted_lr"] == pytest.approx(delayed_gd_threshold(2) / 2.0, rel=1e-5)

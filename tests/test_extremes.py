@@ -10,7 +10,7 @@ import pytest
 import scipy.stats as st
 from scipy.special import gamma as G
 
-from toolkit.cluster import Empirical
+from toolkit.models import Empirical
 from toolkit.theory import (
     expected_max,
     expected_max_asymptotic,

@@ -17,9 +17,9 @@ import scipy.stats as st
 import sympy as sp
 from scipy.special import gamma as G
 
-from toolkit.cluster import Empirical
+from toolkit.models import Empirical
+from toolkit.models.dists import check_step_dist
 from toolkit.theory import (
-    check_step_dist,
     derive_closed_forms,
     expected_max,
     expected_order_statistic,

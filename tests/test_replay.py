@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.cluster.clock import simulate
-from toolkit.cluster.comm import ParameterServer
 from toolkit.cluster.schedule import Schedule
+from toolkit.models.comm import ParameterServer
 from toolkit.replay import (
     DataStream,
     FlatModel,
@@ -27,10 +27,9 @@ from toolkit.replay import (
     VersionStore,
     resolve_device,
     scheme_from_meta,
-    staleness_weights,
     train,
 )
-from toolkit.schemes import EASGD, Async, Backup, KAsync, LocalSGD, Sync
+from toolkit.schemes import EASGD, Async, Backup, KBatchAsync, LocalSGD, Sync
 from toolkit.workloads import Workload, get_workload, seeded_model
 
 DIST = st.expon(loc=1.0, scale=0.5)
@@ -150,18 +149,6 @@ def test_max_live_counts_overlapping_intervals():
         max_live(np.array([2]), np.array([1]))
 
 
-def test_staleness_weights():
-    s = np.array([0, 1, 3, 6])
-    keep, f = staleness_weights(s, "lr")
-    assert keep.all() and f.tolist() == [1.0, 1.0, 1 / 3, 1 / 6]
-    keep, f = staleness_weights(s, "drop", 3)
-    assert keep.tolist() == [True, True, True, False] and (f == 1).all()
-    with pytest.raises(ValueError, match="max_staleness"):
-        staleness_weights(s, "drop")
-    with pytest.raises(ValueError, match="staleness"):
-        staleness_weights(s, "bogus")
-
-
 def test_resolve_device_and_scheme_from_meta():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -210,7 +197,7 @@ def test_results_columns_evaluation_points_and_determinism():
 def test_bytes_follow_comm_model():
     wl = small_classifier()
     comm = ParameterServer(nbytes=1000.0, bandwidth=1e6)
-    res = train(simulate(KAsync(4, 2), DIST, comm=comm, updates=10, seed=0), wl, seed=0)
+    res = train(simulate(KBatchAsync(4, 2), DIST, comm=comm, updates=10, seed=0), wl, seed=0)
     np.testing.assert_allclose(res.frame["bytes"], 2 * 1000.0 * 2 * np.arange(1, 11))
     res = train(simulate(LocalSGD(2, 3), DIST, comm=comm, updates=9, seed=0), wl, seed=0)
     np.testing.assert_allclose(res.frame["bytes"], 2 * 1000.0 * 2 * np.arange(1, 4))
@@ -458,7 +445,7 @@ def test_switching_format_removes_the_other_results_file_only_after_writing(tmp_
 def test_divergence_is_detected_at_the_next_loss_check():
     """Train losses are read every CHECK_EVERY rows (and at evaluations): a diverging run
     stops at the first check after its first non-finite loss and keeps the rows up to it."""
-    from toolkit.replay.train import CHECK_EVERY
+    from toolkit.replay.recorder import CHECK_EVERY
 
     wl = get_workload(
         "quadratic",

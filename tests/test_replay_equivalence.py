@@ -31,6 +31,7 @@ from toolkit.schemes import (
     Delayed,
     DiLoCo,
     KAsync,
+    KBatchAsync,
     KBatchSync,
     LocalSGD,
     Sync,
@@ -190,7 +191,7 @@ def test_identities_with_sync(other):
 
 @pytest.mark.parametrize(
     "scheme",
-    [Backup(3, 2), Async(6), KAsync(6, 3), KBatchSync(3, 5), Delayed(3, 2)],
+    [Backup(3, 2), Async(6), KAsync(6, 3), KBatchAsync(6, 3), KBatchSync(3, 5), Delayed(3, 2)],
     ids=lambda s: type(s).__name__,
 )
 def test_batched_replay_equals_naive_definition(scheme):
@@ -216,7 +217,7 @@ def test_staleness_options_follow_their_definitions():
     """'lr': lr / max(1, staleness) per gradient (Zhang et al., IJCAI 2016); 'drop': gradients
     staler than the bound are left out of the mean (an update left empty is a no-op)."""
     wl, lr, seed = mlp_workload(), 0.15, 1
-    sched = simulate(KAsync(6, 2), DIST, updates=30, seed=5)
+    sched = simulate(KBatchAsync(6, 2), DIST, updates=30, seed=5)
     res = train(sched, wl, lr=lr, seed=seed, staleness="lr")
     versions, _ = reference_shared(sched, wl, lr, seed, 6, factor=lambda s: 1.0 / max(1, s))
     torch.testing.assert_close(res.params, versions[-1], rtol=1e-9, atol=1e-12)
@@ -407,14 +408,14 @@ def test_localsgd_and_diloco_match_numpy():
     stream = DataStream(wl.n_train, n, B, seed)
     x0 = flat(wl.make_model(seed)).numpy()
     sched = replica_schedule(n, T, range(tau, T + 1, tau))
-    for scheme in (LocalSGD(n, tau), DiLoCo(n, tau, 0.7, 0.9)):
+    for scheme, averaging in ((LocalSGD(n, tau), True), (DiLoCo(n, tau, 0.7, 0.9), False)):
         res = train(sched, wl, lr=eta, seed=seed, scheme=scheme)
         xs, xc, m = [x0.copy() for _ in range(n)], x0.copy(), np.zeros_like(x0)
         for t in range(T):
             xs = [xs[i] - eta * grad_quad(wl, xs[i], stream, i, t) for i in range(n)]
             if (t + 1) % tau == 0:
                 mean = np.mean(xs, axis=0)
-                if isinstance(scheme, LocalSGD):
+                if averaging:
                     xc = mean
                 else:
                     outer = xc - mean
@@ -448,7 +449,7 @@ def test_max_bytes_bounds_the_wave_and_keeps_the_numbers(monkeypatch):
     numbers are the default run's (and the definition's) up to float rounding."""
     from toolkit.replay.batched import FlatModel
 
-    train_mod = importlib.import_module("toolkit.replay.train")  # the name is shadowed by train()
+    train_mod = importlib.import_module("toolkit.replay.shared")
 
     wl, lr, seed = mlp_workload(), 0.15, 2
     row = 8 * sum(p.numel() for p in wl.make_model(0).parameters())  # float64 [P]
@@ -465,7 +466,7 @@ def test_max_bytes_bounds_the_wave_and_keeps_the_numbers(monkeypatch):
 
     monkeypatch.setattr(FlatModel, "grads", spy_grads)
     monkeypatch.setattr(train_mod, "_wave_gradients", spy_wave)
-    for scheme in (KAsync(6, 3), EASGD(4, 2, 0.2)):
+    for scheme in (KBatchAsync(6, 3), EASGD(4, 2, 0.2)):
         sched = simulate(scheme, DIST, updates=30, seed=3)
         calls.clear()
         ref = train(sched, wl, lr=lr, seed=seed, device="cpu")
@@ -479,7 +480,7 @@ def test_max_bytes_bounds_the_wave_and_keeps_the_numbers(monkeypatch):
         tiny = train(sched, wl, lr=lr, seed=seed, device="cpu", max_bytes=1)  # k = 1 everywhere
         torch.testing.assert_close(tiny.params, ref.params, rtol=1e-10, atol=1e-12)
     monkeypatch.undo()
-    sched = simulate(KAsync(6, 3), DIST, updates=30, seed=3)
+    sched = simulate(KBatchAsync(6, 3), DIST, updates=30, seed=3)
     versions, losses = reference_shared(sched, wl, lr, seed, 6)
     assert_matches(train(sched, wl, lr=lr, seed=seed, device="cpu", max_bytes=1), versions, losses)
 
@@ -520,7 +521,7 @@ def test_machines_from_meta_without_a_scheme():
 
 def _spy_stores(monkeypatch) -> list:
     """Record every VersionStore that train() builds (the module name is shadowed by train)."""
-    train_mod = importlib.import_module("toolkit.replay.train")
+    train_mod = importlib.import_module("toolkit.replay.shared")
     stores: list = []
 
     class Spy(train_mod.VersionStore):
@@ -588,7 +589,7 @@ def test_async_store_holds_about_n_versions_not_max_staleness(monkeypatch):
     exponential workers reaches several times n, and a window of the newest versions would
     need max staleness + 1 rows. The store's capacity is reached (peak) and is at most n plus
     the longest wave."""
-    train_mod = importlib.import_module("toolkit.replay.train")
+    train_mod = importlib.import_module("toolkit.replay.shared")
     waves, inner = [], train_mod._waves
 
     def spy_waves(*args):

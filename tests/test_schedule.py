@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from toolkit.cluster import COLUMNS, Empirical, Failures, PerWorker, Schedule, simulate
-from toolkit.schemes import EASGD, Backup, KAsync, Sync
+from toolkit.cluster import COLUMNS, Schedule, simulate
+from toolkit.models import Empirical, Failures, PerWorker
+from toolkit.schemes import EASGD, Backup, KBatchAsync, Sync
 
 
 def _schedules():
     d = stats.lognorm(0.6)
     yield simulate(Backup(4, 2), d, updates=50, seed=1)
-    yield simulate(KAsync(5, 2), d, updates=50, seed=2)
+    yield simulate(KBatchAsync(5, 2), d, updates=50, seed=2)
     yield simulate(EASGD(3, 4, 0.2, synchronous=False), d, updates=20, seed=3)
     f = Failures({0: 2.5})
     yield simulate(Sync(2), PerWorker([Empirical([1.0])] * 2), updates=10, failures=f)

@@ -14,6 +14,7 @@ from toolkit.schemes import (
     Delayed,
     DiLoCo,
     KAsync,
+    KBatchAsync,
     KBatchSync,
     LocalSGD,
     Rule,
@@ -35,9 +36,11 @@ INVALID = [
     (KBatchSync, {"n": 0, "k": 2}, "n"),
     (Async, {"n": 0}, "n"),
     (Async, {"n": 1.0}, "n"),
+    (KBatchAsync, {"n": 4, "k": 5}, "k"),
+    (KBatchAsync, {"n": 4, "k": 0}, "k"),
+    (KBatchAsync, {"n": 4, "k": 2.0}, "k"),
     (KAsync, {"n": 4, "k": 5}, "k"),
     (KAsync, {"n": 4, "k": 0}, "k"),
-    (KAsync, {"n": 4, "k": 2.0}, "k"),
     (Delayed, {"n": 4, "delay": -1}, "delay"),
     (Delayed, {"n": 4, "delay": 0.5}, "delay"),
     (EASGD, {"n": 4, "tau": 0, "alpha": 0.1}, "tau"),
@@ -64,7 +67,7 @@ def test_invalid_values_raise_value_error_naming_the_field(cls, kwargs, field):
 
 def test_valid_edge_values_are_accepted():
     assert Backup(4, 0).rule == Sync(4).rule
-    assert KAsync(4, 4).rule.quorum == 4
+    assert KBatchAsync(4, 4).rule.quorum == 4
     assert Delayed(4, 0).rule == Sync(4).rule
     assert EASGD(4, 1, 0.5, momentum=0.0).beta == pytest.approx(2.0)
     assert EASGD(4, 1, 0.999, momentum=0.99).momentum == 0.99
@@ -83,7 +86,11 @@ def test_rule_identities():
     assert Backup(5, 3).rule == Rule(machines=8, quorum=5, barrier=True)
     assert Delayed(5, 2).rule.delay == 2
     assert Async(5).rule == Rule(machines=5, quorum=1, barrier=False)
-    assert KAsync(5, 5).rule == Rule(machines=5, quorum=5, barrier=False, repeat=True)
+    assert KBatchAsync(5, 5).rule == Rule(machines=5, quorum=5, barrier=False, repeat=True)
+    # Dutta et al.'s K-async: k distinct workers, no repeat; k = 1 has Async's rule
+    assert KAsync(5, 3).rule == Rule(machines=5, quorum=3, barrier=False)
+    assert KAsync(5, 3).rule.kasync and not KBatchAsync(5, 3).rule.kasync
+    assert KAsync(5, 1).rule == KBatchAsync(5, 1).rule == Async(5).rule
     # DiLoCo with h = 1 averages like Sync(n), on replicas that meet every step
     assert DiLoCo(5, 1, 1.0, 0.0).rule == Rule(machines=5, quorum=5, barrier=True, period=1)
     assert LocalSGD(5, 3).rule.replicas and not Sync(5).rule.replicas
@@ -110,6 +117,7 @@ def test_make_scheme_builds_every_scheme():
         "kbatchsync",
         "async",
         "kasync",
+        "kbatchasync",
         "delayed",
         "easgd",
         "localsgd",
@@ -129,5 +137,52 @@ def test_make_scheme_wrong_or_missing_fields():
         make_scheme("sync", n=3, tau=2)
     with pytest.raises(ValueError, match="b"):
         make_scheme("backup", n=3)
-    with pytest.raises(ValueError, match="k must be <= n"):
-        make_scheme("kasync", n=3, k=4)
+    for name in ("kasync", "kbatchasync"):
+        with pytest.raises(ValueError, match=r"k must be an integer in \[1, 3\]"):
+            make_scheme(name, n=3, k=4)
+
+
+# (fields, what the message must name): combinations no clock path or theory handles
+BAD_RULES = [
+    ({"machines": 0, "quorum": 1, "barrier": True}, "machines"),
+    ({"machines": 4, "quorum": 0, "barrier": True}, "quorum"),
+    ({"machines": 4, "quorum": 5, "barrier": True}, "quorum"),  # Sync cannot wait for 5 of 4
+    ({"machines": 4, "quorum": 5, "barrier": False, "repeat": True}, "quorum"),
+    ({"machines": 4, "quorum": 4, "barrier": False, "delay": 1}, "delay"),
+    ({"machines": 4, "quorum": 2, "barrier": True, "delay": 1}, "delay"),
+    ({"machines": 4, "quorum": 4, "barrier": True, "repeat": True, "delay": 1}, "delay"),
+    ({"machines": 4, "quorum": 4, "barrier": True, "period": 2, "repeat": True}, "period"),
+    ({"machines": 4, "quorum": 2, "barrier": True, "period": 2}, "quorum"),
+    ({"machines": 4, "quorum": 2, "barrier": False, "period": 2}, "quorum"),
+    ({"machines": 4, "quorum": 4, "barrier": 1}, "barrier"),
+    ({"machines": 4, "quorum": 4, "barrier": True, "period": -1}, "period"),
+]
+
+
+@pytest.mark.parametrize(("fields", "name"), BAD_RULES)
+def test_rule_refuses_combinations_no_path_handles(fields, name):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        Rule(**fields)
+
+
+def test_every_scheme_rule_is_valid_and_labels_are_one_function():
+    examples = [
+        Sync(4),
+        Backup(4, 1),
+        KBatchSync(3, 7),
+        Async(4),
+        KAsync(4, 2),
+        KBatchAsync(4, 2),
+        Delayed(4, 2),
+        EASGD(4, 2, 0.1, momentum=0.5, synchronous=False),
+        LocalSGD(4, 3),
+        DiLoCo(4, 2),
+    ]
+    assert {type(s).name for s in examples} == set(SCHEMES)
+    for s in examples:
+        assert isinstance(s.rule, Rule)
+    assert str(Backup(96, 4)) == "Backup(n=96, b=4)"
+    assert str(EASGD(4, 2, 0.1, synchronous=False)) == (
+        "EASGD(n=4, tau=2, alpha=0.1, momentum=0, asynchronous)"
+    )
+    assert str(DiLoCo(4, 2)) == "DiLoCo(n=4, h=2, outer_lr=0.7, outer_momentum=0.9)"

@@ -23,8 +23,8 @@ def test_delayed_lr_necessary_is_the_quadratic_threshold() -> None:
 
 
 def test_lian_stepsize_bound_solves_its_condition() -> None:
-    """Algebra check, not a verification of the published constants (which are as recalled):
-    the returned step solves the recalled Lian et al. NIPS 2015 Theorem 1 condition with
+    """Algebra check, not a verification of the published constants (only the abstract of Lian
+    et al. could be read): the returned step solves the Theorem 1 condition of the docstring with
     constant step, L M g + 2 L^2 M^2 T^2 g^2 <= 1, with equality at the bound."""
     for L, T, M in [(1.0, 0, 1), (2.0, 3, 4), (0.5, 10, 1)]:
         g = lian_stepsize_bound(L, T, M)
@@ -33,8 +33,9 @@ def test_lian_stepsize_bound_solves_its_condition() -> None:
 
 
 def test_lian_max_staleness_grows_like_sqrt_k() -> None:
-    """Algebra check of the recalled Corollary 2 condition (T <= sqrt(K sigma2 / (4 M L f_gap))
-    - 1) and its O(sqrt K) order; it does not verify the published constants."""
+    """Algebra check of the Corollary 2 condition of the docstring
+    (T <= sqrt(K sigma2 / (4 M L f_gap)) - 1) and its O(sqrt K) order; it does not verify the
+    published constants."""
     t1 = lian_max_staleness(10**6, 1.0, 1.0, 1.0)
     t4 = lian_max_staleness(4 * 10**6, 1.0, 1.0, 1.0)
     assert t1 == 499  # sqrt(1e6 / 4) - 1

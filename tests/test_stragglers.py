@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toolkit.cluster import (
+from toolkit.models import (
     IID,
     Empirical,
     Failures,
@@ -19,7 +19,7 @@ from toolkit.cluster import (
     as_compute,
     parse_dist,
 )
-from toolkit.cluster.stragglers import child_seed
+from toolkit.models.seeds import child_seed
 
 
 def test_streams_do_not_depend_on_worker_count_or_draw_size():
@@ -128,7 +128,7 @@ def test_models_validate_like_the_theory_at_construction(bad):
     """The straggler models refuse, when built, exactly what toolkit.theory refuses (the shared
     check_step_dist): negative support however unlikely the negative draws, discrete laws, and
     Empirical traces with a zero step time (the clock needs every step time > 0)."""
-    from toolkit.theory import check_step_dist
+    from toolkit.models.dists import check_step_dist
 
     with pytest.raises(ValueError, match=r"^dist"):
         check_step_dist(bad)
@@ -145,12 +145,12 @@ def test_models_validate_like_the_theory_at_construction(bad):
 
 
 def test_check_step_dist_is_shared_by_cluster_and_theory():
-    import toolkit.theory
     import toolkit.theory.order_stats
-    from toolkit.cluster.validate import check_step_dist
+    import toolkit.theory.renewal
+    from toolkit.models.dists import check_step_dist
 
-    assert toolkit.theory.check_step_dist is check_step_dist
     assert toolkit.theory.order_stats.check_step_dist is check_step_dist
+    assert toolkit.theory.renewal.check_step_dist is check_step_dist
     for ok in (stats.expon(), stats.uniform(0, 1), Empirical([1e-9, 2.0])):
         assert check_step_dist(ok) is ok
 

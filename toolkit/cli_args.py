@@ -12,8 +12,8 @@ does not take must be left out (``toolkit.schemes.make_scheme`` refuses them)::
 Cluster flags (:func:`add_cluster_args`, :func:`dist_from_args`, :func:`comm_from_args`):
 ``--dist`` is a scipy.stats distribution written as a call with literal arguments, or the path of a
 CSV of measured step times (``--column`` picks its column), parsed by
-``toolkit.cluster.stragglers.parse_dist``; ``--comm`` is a model of ``toolkit.cluster.comm``
-written the same way, parsed by ``toolkit.cluster.comm.parse_comm``::
+``toolkit.models.dists.parse_dist``; ``--comm`` is a model of ``toolkit.models.comm``
+written the same way, parsed by ``toolkit.models.comm.parse_comm``::
 
     --dist "expon(loc=1, scale=0.5)"
     --comm "ParameterServer(nbytes=4e6, bandwidth=1.25e9, latency=1e-4)"
@@ -33,8 +33,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from toolkit.cluster.comm import COMM_MODELS, CommModel, parse_comm
-from toolkit.cluster.stragglers import parse_dist
+from toolkit.models.comm import COMM_MODELS, CommModel, parse_comm
+from toolkit.models.dists import parse_dist
 from toolkit.schemes import SCHEMES, Scheme, make_scheme
 
 __all__ = [
@@ -139,7 +139,7 @@ def add_dist_args(
 def add_comm_args(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = None
 ) -> None:
-    """Add ``--comm``: a model of ``toolkit.cluster.comm`` written as a call, or ``none``."""
+    """Add ``--comm``: a model of ``toolkit.models.comm`` written as a call, or ``none``."""
     base = [f.name for f in dataclasses.fields(CommModel)]
     models = ", ".join(
         name + "".join(f" +{f.name}" for f in dataclasses.fields(cls) if f.name not in base)
@@ -148,7 +148,7 @@ def add_comm_args(
     parser.add_argument(
         "--comm",
         default=default,
-        help="communication model of toolkit.cluster.comm as a call with literal arguments, "
+        help="communication model of toolkit.models.comm as a call with literal arguments, "
         f'e.g. "{DEFAULT_COMM}"; models: {models} (all take {", ".join(base)}); '
         f'"none" means no cost (default {default or "none"})',
     )
@@ -179,7 +179,7 @@ def _flagged(err: ValueError, fields: dict[str, str]) -> ValueError:
 
 def dist_from_args(args: argparse.Namespace, check: Callable[[Any], Any] | None = None) -> Any:
     """``parse_dist(args.dist, args.column)``, then ``check(dist)`` if given (e.g.
-    ``toolkit.theory.check_step_dist``); errors name ``--dist`` or ``--column``."""
+    ``toolkit.models.dists.check_step_dist``); errors name ``--dist`` or ``--column``."""
     if getattr(args, "dist", None) is None:
         raise ValueError("--dist: a step-time distribution is required")
     try:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.cluster import ParameterServer, simulate
-from toolkit.cluster.stragglers import parse_dist
-from toolkit.schemes import EASGD, Async, Backup, Delayed, KAsync, Scheme, Sync
+from toolkit.cluster import simulate
+from toolkit.models import ParameterServer
+from toolkit.models.dists import parse_dist
+from toolkit.schemes import EASGD, Async, Backup, Delayed, KAsync, KBatchAsync, Scheme, Sync
 
 __all__ = ["default_schemes", "register", "run_demo"]
 
@@ -38,6 +39,7 @@ def default_schemes(m: int) -> list[Scheme]:
         Delayed(m, 1),
         Async(m),
         KAsync(m, max(1, m // 4)),
+        KBatchAsync(m, max(1, m // 4)),
         EASGD(m, tau=4, alpha=0.9 / m),
     ]
 
@@ -56,7 +58,8 @@ def run_demo(
     """Run the demo; returns the summary table (also written to ``out/summary.csv``).
 
     ``budget_steps``: the wall-clock budget, in units of Sync's predicted step time. Async and
-    KAsync use the staleness-aware rate (lr / staleness, Zhang et al. IJCAI 2016).
+    the asynchronous schemes (Async, KAsync, KBatchAsync) use the staleness-aware rate
+    (lr / staleness, Zhang et al. IJCAI 2016).
     """
     from toolkit.replay import train  # torch is imported only here
     from toolkit.theory import step_time
@@ -89,7 +92,7 @@ def run_demo(
         hit = ev[ev["test_accuracy"] >= target]
         rows.append(
             {
-                "scheme": repr(scheme),
+                "scheme": str(scheme),
                 "predicted_step": predicted,
                 "simulated_step": summary["mean_step_time"],
                 "updates_in_budget": int((frame["time"] <= budget).sum()),
@@ -101,29 +104,13 @@ def run_demo(
                 "replay_seconds": time.perf_counter() - t0,
             }
         )
-        curves.append(ev.assign(scheme=repr(scheme)))
+        curves.append(ev.assign(scheme=str(scheme)))
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
-    _plot(pd.concat(curves), budget, out / "accuracy_vs_time.png")
+    from toolkit.plots import plot_curves
+
+    plot_curves(pd.concat(curves), budget=budget).savefig(out / "accuracy_vs_time.png", dpi=120)
     return table
-
-
-def _plot(curves: pd.DataFrame, budget: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, g in curves.groupby("scheme", sort=False):
-        ax.plot(g["time"], g["test_accuracy"], marker=".", label=name)
-    ax.set_xlim(0, budget)
-    ax.set_xlabel("simulated wall-clock time")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -131,8 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="the main job: theory, clock and training side by side on the default cluster",
         description="Theory, clock and training side by side for Sync, Backup, Delayed, Async, "
-        "KAsync and EASGD on one cluster (a parameter server whose link moves the model's bytes "
-        "at 2e6 B per time unit) and one wall-clock budget.",
+        "KAsync, KBatchAsync and EASGD on one cluster (a parameter server whose link moves the "
+        "model's bytes at 2e6 B per time unit) and one wall-clock budget.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--machines", type=int, default=16, help="machines in the cluster (16)")

@@ -1,47 +1,10 @@
-"""The simulated cluster: straggler models, communication models, the clock and the Schedule.
+"""The simulated cluster: the clock turns (scheme, straggler model, comm model) into a Schedule.
 
-numpy/scipy only (no torch), so it imports in a blink.
+numpy/scipy only (no torch), so it imports in a blink. The models it reads are
+:mod:`toolkit.models`.
 """
 
 from toolkit.cluster.clock import simulate
-from toolkit.cluster.comm import (
-    CommModel,
-    Hierarchical,
-    ParameterServer,
-    RingAllReduce,
-    ShardedServer,
-)
-from toolkit.cluster.empirical import Empirical
 from toolkit.cluster.schedule import COLUMNS, Schedule
-from toolkit.cluster.stragglers import (
-    IID,
-    ComputeModel,
-    Failures,
-    Markov,
-    PerWorker,
-    SlowMachines,
-    Trace,
-    as_compute,
-    parse_dist,
-)
 
-__all__ = [
-    "COLUMNS",
-    "IID",
-    "CommModel",
-    "ComputeModel",
-    "Empirical",
-    "Failures",
-    "Hierarchical",
-    "Markov",
-    "ParameterServer",
-    "PerWorker",
-    "RingAllReduce",
-    "Schedule",
-    "ShardedServer",
-    "SlowMachines",
-    "Trace",
-    "as_compute",
-    "parse_dist",
-    "simulate",
-]
+__all__ = ["COLUMNS", "Schedule", "simulate"]

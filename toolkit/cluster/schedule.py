@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLUMNS", "KINDS", "Schedule"]
+__all__ = ["COLUMNS", "KINDS", "Schedule", "make_frame", "sort_shared"]
 
 KINDS = ("grad", "exchange")
 
@@ -53,6 +53,30 @@ COLUMNS: dict[str, object] = {
     "compute_time": "float64",
     "comm_time": "float64",
 }
+
+
+def make_frame(**cols: object) -> pd.DataFrame:
+    """A Schedule frame from column arrays (scalars broadcast); ``kind`` as codes into KINDS."""
+    n = len(cols["worker"])
+    data = {}
+    for name, dtype in COLUMNS.items():
+        v = cols[name]
+        if name == "kind":
+            codes = np.broadcast_to(np.asarray(v, dtype=np.int8), (n,))
+            data[name] = pd.Categorical.from_codes(codes, dtype=dtype)
+            continue
+        if np.ndim(v) == 0:
+            v = np.full(n, v, dtype=dtype)
+        data[name] = np.asarray(v, dtype=dtype)
+    return pd.DataFrame(data)
+
+
+def sort_shared(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a shared-parameter schedule in (update, worker, batch) order."""
+    order = np.lexsort(
+        (frame["batch"].to_numpy(), frame["worker"].to_numpy(), frame["update"].to_numpy())
+    )
+    return frame.iloc[order].reset_index(drop=True)
 
 
 @dataclass

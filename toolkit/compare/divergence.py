@@ -3,11 +3,14 @@
 Prediction (quadratic model of the loss around the start point): the largest stable learning
 rate is ``eta_max = threshold / lambda_max`` with ``lambda_max`` the largest Hessian eigenvalue
 (:func:`~toolkit.compare.hessian.largest_hessian_eigenvalue`) and ``threshold`` the largest
-stable eta*h of the scheme's recursion on f = h x^2 / 2 (toolkit.theory):
+stable eta*h of the scheme's recursion on f = h x^2 / 2 (toolkit.theory), chosen by the
+scheme's rule and update math:
 
-* ``Sync(n)``, ``Delayed(n, tau)``: :func:`~toolkit.theory.delay.delayed_gd_threshold` (tau = 0
-  for Sync) -- exact on a noiseless quadratic;
-* ``Async``/``KAsync``: :func:`~toolkit.theory.delay.schedule_threshold` on the Schedule's
+* barrier rules (Sync, Backup, KBatchSync, Delayed(n, tau)): every gradient of update t is
+  computed at version t - tau, so :func:`~toolkit.theory.delay.delayed_gd_threshold` (tau = 0
+  but for Delayed) -- exact on a noiseless quadratic;
+* asynchronous rules (Async, KAsync, KBatchAsync): :func:`~toolkit.theory.delay.schedule_threshold`
+  on the Schedule's
   realised (update, staleness) columns of used gradients (with replay's staleness policy: "drop"
   filters them, "lr" weights them by 1 / max(1, s)): the largest eta*h for which the noiseless
   1-D recursion along that exact staleness sequence ends with |x_T| < |x_0|. Exact for
@@ -19,9 +22,10 @@ stable eta*h of the scheme's recursion on f = h x^2 / 2 (toolkit.theory):
   almost-sure threshold) and the mean-field one (:func:`~toolkit.theory.delay.staleness_threshold`,
   stability of the mean, which over- or under-predicts depending on the pmf). Example: Async(4),
   Exp(1) step times, 1000 updates, seed 0: realised 1.10, mean square 0.71, mean field 12.4;
-* ``EASGD(n, tau=1, alpha, momentum, synchronous=True)``:
-  :func:`~toolkit.theory.stability.easgd_eta_h_threshold` with beta = n alpha -- exact on a
-  noiseless quadratic (replay's EASGD rule is the map analysed there).
+* replica rules with an elastic exchange, synchronous, tau = 1 (EASGD, EAMSGD):
+  :func:`~toolkit.theory.stability.easgd_max_eta` with the scheme's alpha and momentum -- exact
+  on a noiseless quadratic (replay applies the very update rule analysed there). Other replica
+  rules have no prediction (ValueError).
 
 Measurement: bisection (geometric, to relative width ``rel_tol``) on the learning rate of a replay
 run (toolkit.replay.train) over the same Schedule, a run counting as divergent when its status is
@@ -37,10 +41,11 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from toolkit.checks import check_positive
 from toolkit.cluster import Schedule, simulate
 from toolkit.compare.hessian import largest_hessian_eigenvalue
-from toolkit.replay import staleness_weights, train
-from toolkit.schemes import EASGD, Async, Delayed, KAsync, Scheme, Sync
+from toolkit.replay import train
+from toolkit.schemes import Scheme, Staleness
 from toolkit.theory.delay import (
     delayed_gd_threshold,
     schedule_threshold,
@@ -48,7 +53,7 @@ from toolkit.theory.delay import (
     staleness_threshold,
     staleness_threshold_ms,
 )
-from toolkit.theory.stability import easgd_eta_h_threshold
+from toolkit.theory.stability import easgd_max_eta
 from toolkit.workloads.base import Workload
 
 __all__ = ["divergence_table", "measured_divergence_lr", "predicted_lr", "run_diverges"]
@@ -60,27 +65,29 @@ def _threshold(
     staleness: str = "none",
     max_staleness: int | None = None,
 ) -> dict:
-    """Threshold on eta*h for a scheme (key ``threshold``); for async schemes also the i.i.d.
-    staleness model's mean-square and mean-field thresholds; tau (delay or mean staleness) and
-    beta."""
-    out = {
-        "threshold": math.nan,
-        "iid_meansquare": math.nan,
-        "iid_meanfield": math.nan,
-        "tau": math.nan,
-        "beta": math.nan,
-    }
-    if isinstance(scheme, Sync):
-        out.update(threshold=delayed_gd_threshold(0), tau=0.0)
-    elif isinstance(scheme, Delayed):
-        out.update(threshold=delayed_gd_threshold(scheme.delay), tau=float(scheme.delay))
-    elif isinstance(scheme, (Async, KAsync)):
+    """Threshold on eta*h for a scheme (key ``threshold``), from its rule and update math; for
+    asynchronous rules also the i.i.d. staleness model's mean-square and mean-field thresholds;
+    tau (delay or mean staleness) and beta."""
+    out = dict.fromkeys(("threshold", "iid_meansquare", "iid_meanfield", "tau", "beta"), math.nan)
+    rule = scheme.rule
+    if rule.replicas:
+        rules = scheme.updates(1.0)
+        if rules.exchange.kind != "elastic" or rule.period != 1 or not rule.barrier:
+            raise ValueError(
+                f"scheme: replica predictions cover synchronous EASGD with tau = 1, not {scheme}"
+            )
+        alpha, p = rules.exchange.alpha, rule.machines
+        eta_h = easgd_max_eta(alpha=alpha, p=p, momentum=rules.local.momentum)
+        out.update(threshold=eta_h, beta=p * alpha)
+    elif rule.barrier:  # every gradient of update t is computed at version t - delay
+        out.update(threshold=delayed_gd_threshold(rule.delay), tau=float(rule.delay))
+    else:
         if schedule is None:
-            raise ValueError("schedule: Async/KAsync predictions need the Schedule's staleness")
+            raise ValueError(f"schedule: {scheme} predictions need the Schedule's staleness")
         used = schedule.used
         upd = used["update"].to_numpy()
         stal = used["staleness"].to_numpy()
-        keep, factor = staleness_weights(stal, staleness, max_staleness)
+        keep, factor = Staleness(staleness, max_staleness).factors(stal)
         if not keep.any():
             raise ValueError("max_staleness: every gradient is dropped")
         out.update(
@@ -98,13 +105,6 @@ def _threshold(
                 iid_meansquare=staleness_threshold_ms(mean, second),
                 iid_meanfield=staleness_threshold(mean),
             )
-    elif isinstance(scheme, EASGD):
-        if scheme.tau != 1 or not scheme.synchronous:
-            raise ValueError("scheme: EASGD predictions cover synchronous EASGD with tau = 1 only")
-        beta = scheme.n * scheme.alpha
-        out.update(threshold=easgd_eta_h_threshold(beta, scheme.n, scheme.momentum), beta=beta)
-    else:
-        raise ValueError(f"scheme: no stability prediction for {type(scheme).__name__}")
     return out
 
 
@@ -117,10 +117,9 @@ def predicted_lr(
     max_staleness: int | None = None,
 ) -> float:
     """Largest stable learning rate predicted by the theory: threshold(scheme) / lambda_max
-    (module docstring). ``schedule`` supplies the realised staleness of Async/KAsync;
+    (module docstring). ``schedule`` supplies the realised staleness of Async/KBatchAsync;
     ``staleness``/``max_staleness`` are replay's staleness policy (``toolkit.replay.train``)."""
-    if not (math.isfinite(lambda_max) and lambda_max > 0):
-        raise ValueError(f"lambda_max must be finite and > 0, got {lambda_max}")
+    lambda_max = check_positive("lambda_max", lambda_max)
     return _threshold(scheme, schedule, staleness, max_staleness)["threshold"] / lambda_max
 
 
@@ -157,10 +156,8 @@ def measured_divergence_lr(
     Returns (lo, hi, runs): the largest lr seen converging and the smallest seen diverging,
     with hi / lo <= 1 + rel_tol (the boundary lies in [lo, hi] if divergence is monotone in lr).
     """
-    if not (math.isfinite(guess) and guess > 0):
-        raise ValueError(f"guess must be finite and > 0, got {guess}")
-    if not rel_tol > 0:
-        raise ValueError(f"rel_tol must be > 0, got {rel_tol}")
+    guess = check_positive("guess", guess)
+    rel_tol = check_positive("rel_tol", rel_tol)
     runs = 0
 
     def diverges(lr: float) -> bool:
@@ -188,11 +185,6 @@ def measured_divergence_lr(
         else:
             lo = mid
     return lo, hi, runs
-
-
-def _label(scheme: Scheme) -> str:
-    fields = ", ".join(f"{k}={v}" for k, v in scheme.to_dict().items() if k != "scheme")
-    return f"{scheme.name}({fields})"
 
 
 def divergence_table(
@@ -255,7 +247,7 @@ def divergence_table(
             rows.append(
                 {
                     "workload": workload.name,
-                    "scheme": _label(scheme),
+                    "scheme": str(scheme),
                     "tau": th["tau"],
                     "beta": th["beta"],
                     "lambda_max": lam,

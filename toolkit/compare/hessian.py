@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.func import grad, jvp
 
+from toolkit.checks import check_choice, check_int
 from toolkit.replay.batched import FlatModel
 from toolkit.workloads.base import Workload
 
@@ -47,8 +48,7 @@ def hessian_vector_product(
     """
     if not isinstance(workload, Workload):
         raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    chunk = check_int("chunk", chunk)
     model = workload.make_model(seed)
     fm = FlatModel(model, workload.loss)
     if params is None:
@@ -64,9 +64,7 @@ def hessian_vector_product(
         raise ValueError(f"params: expected {fm.size} parameters, got {theta.numel()}")
     device = next(model.parameters()).device
     theta = theta.to(device=device, dtype=next(model.parameters()).dtype)
-    n = workload.n_train if samples is None else int(samples)
-    if not 1 <= n <= workload.n_train:
-        raise ValueError(f"samples must lie in [1, {workload.n_train}], got {samples}")
+    n = workload.n_train if samples is None else check_int("samples", samples, 1, workload.n_train)
     x, y = workload.x_train[:n].to(device), workload.y_train[:n].to(device)
     pieces = [(x[i : i + chunk], y[i : i + chunk]) for i in range(0, n, chunk)]
 
@@ -108,10 +106,8 @@ def largest_hessian_eigenvalue(
     that it is the eigenvalue of largest magnitude is not guaranteed (a start vector nearly
     orthogonal to its eigenvector, or a small gap, converges slowly or to another one). When
     ``iters`` runs out first the last Rayleigh quotient is returned without any bound."""
-    if method not in ("lanczos", "power"):
-        raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    check_choice("method", method, ("lanczos", "power"))
+    iters = check_int("iters", iters)
     hvp, theta = hessian_vector_product(workload, params, seed=seed, samples=samples, chunk=chunk)
     dim = theta.numel()
     gen = torch.Generator().manual_seed(int(seed))

@@ -1,9 +1,24 @@
-"""Figure functions shared by notebooks and the paper (matplotlib Figure objects, Agg-safe)."""
+"""Every figure function of the toolkit (matplotlib Figure objects, Agg-safe), shared by the
+command line, the demo, the notebooks and the paper."""
 
 from toolkit.plots.stability import (
     plot_delay_thresholds,
     plot_easgd_regions,
     plot_round_robin_comparison,
 )
+from toolkit.plots.theory import (
+    plot_backup_step_times,
+    plot_backup_tradeoff,
+    plot_server_throughput,
+)
+from toolkit.plots.training import plot_curves
 
-__all__ = ["plot_delay_thresholds", "plot_easgd_regions", "plot_round_robin_comparison"]
+__all__ = [
+    "plot_backup_step_times",
+    "plot_backup_tradeoff",
+    "plot_curves",
+    "plot_delay_thresholds",
+    "plot_easgd_regions",
+    "plot_round_robin_comparison",
+    "plot_server_throughput",
+]

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from toolkit.plots.common import axes
 from toolkit.theory.delay import delayed_gd_threshold, delayed_gd_threshold_numeric
 from toolkit.theory.stability import (
     admm_round_robin_spectral_radius,
@@ -26,13 +27,6 @@ from toolkit.theory.stability import (
 __all__ = ["plot_delay_thresholds", "plot_easgd_regions", "plot_round_robin_comparison"]
 
 
-def _axes(ax: Axes | None, ncols: int = 1, width: float = 4.5) -> tuple[Figure, list[Axes]]:
-    if ax is not None:
-        return ax.figure, [ax]
-    fig = Figure(figsize=(width * ncols, 4.0), layout="constrained")
-    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-
-
 def plot_easgd_regions(
     ps: Sequence[int] = (1, 4, 16),
     momentum: float = 0.0,
@@ -41,23 +35,24 @@ def plot_easgd_regions(
     n: int = 200,
     ax: Axes | None = None,
 ) -> Figure:
-    """Stability regions of synchronous EASGD (EAMSGD with ``momentum``) in (eta h, beta):
-    the contour spectral radius = 1 for each p, over a shaded map of the radius for the last p."""
-    fig, (ax,) = _axes(ax)
+    """Stability regions of synchronous EASGD (EAMSGD with ``momentum``) in (eta h, beta = p
+    alpha): the contour spectral radius = 1 for each p, over a shaded map of the radius for the
+    last p."""
+    fig, (ax,) = axes(ax)
     a, b = np.meshgrid(
         np.linspace(eta_h_max / n, eta_h_max, n), np.linspace(beta_max / n, beta_max, n)
     )
     colours = sns.color_palette("deep", len(ps))
     r = None
     for p, colour in zip(ps, colours, strict=True):
-        r = easgd_spectral_radius(a, b, p, momentum=momentum)
+        r = easgd_spectral_radius(eta=a, alpha=b / p, p=p, momentum=momentum)
         ax.contour(a, b, r, levels=[1.0], colors=[colour], linewidths=1.8)
         ax.plot([], [], color=colour, label=f"p = {p}")
     if r is not None:
         mesh = ax.pcolormesh(a, b, np.minimum(r, 1.5), cmap="viridis", shading="auto", alpha=0.6)
         fig.colorbar(mesh, ax=ax, label=f"spectral radius (p = {ps[-1]}, clipped at 1.5)")
     ax.set_xlabel(r"$\eta h$")
-    ax.set_ylabel(r"$\beta = p \eta \rho$")
+    ax.set_ylabel(r"$\beta = p \alpha = p \eta \rho$")
     title = "EASGD" if momentum == 0 else f"EAMSGD, $\\delta$ = {momentum:g}"
     ax.set_title(f"{title}: stable inside the contours")
     ax.legend(loc="upper right")
@@ -74,22 +69,22 @@ def plot_round_robin_comparison(
 ) -> Figure:
     """Round-robin ADMM vs EASGD (alpha = eta rho) in (eta, rho): spectral radius of one round,
     with the contour at 1 and (for EASGD) the simple sufficient condition; ``mark`` highlights
-    the (eta, rho) of the paper's example (Zhang et al. 2015, Section 4, as recalled)."""
-    fig, axes = _axes(None, ncols=2)
+    the (eta, rho) of the paper's example (Zhang et al. 2015, Sec. 4, Fig. 1)."""
+    fig, panels_axes = axes(None, ncols=2)
     eta, rho = np.meshgrid(
         np.linspace(eta_max / n, eta_max, n), np.linspace(rho_max / n, rho_max, n)
     )
     panels = [
-        ("ADMM", admm_round_robin_spectral_radius(eta * h, eta * rho, p)),
-        ("EASGD", easgd_round_robin_spectral_radius(eta * h, eta * rho, p)),
+        ("ADMM", admm_round_robin_spectral_radius(eta=eta, alpha=eta * rho, p=p, h=h)),
+        ("EASGD", easgd_round_robin_spectral_radius(eta=eta, alpha=eta * rho, p=p, h=h)),
     ]
-    for ax, (name, r) in zip(axes, panels, strict=True):
+    for ax, (name, r) in zip(panels_axes, panels, strict=True):
         norm = TwoSlopeNorm(vcenter=1.0, vmin=min(r.min(), 1 - 1e-9), vmax=max(r.max(), 1 + 1e-9))
         mesh = ax.pcolormesh(eta, rho, r, cmap="coolwarm", norm=norm, shading="auto")
         if r.min() < 1 < r.max():
             ax.contour(eta, rho, r, levels=[1.0], colors="k", linewidths=1.5)
         if name == "EASGD":
-            cond = easgd_round_robin_simple_condition(eta * h, eta * rho).astype(float)
+            cond = easgd_round_robin_simple_condition(eta=eta, alpha=eta * rho, h=h).astype(float)
             if 0 < cond.mean() < 1:
                 ax.contour(eta, rho, cond, levels=[0.5], colors="k", linestyles="--")
         if mark is not None:
@@ -104,7 +99,7 @@ def plot_round_robin_comparison(
 def plot_delay_thresholds(taus: Sequence[int] = tuple(range(21)), ax: Axes | None = None) -> Figure:
     """Largest stable eta h against the delay tau: the closed form 2 sin(pi / (2 (2 tau + 1)))
     (line), companion-matrix bisection (points) and the 1 / (tau + 1) scaling for reference."""
-    fig, (ax,) = _axes(ax)
+    fig, (ax,) = axes(ax)
     t = np.asarray(taus)
     c0, c1, c2 = sns.color_palette("deep", 3)
     ax.plot(t, [delayed_gd_threshold(int(k)) for k in t], color=c0, label="closed form")

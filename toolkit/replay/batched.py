@@ -23,7 +23,14 @@ from torch.func import functional_call, vmap
 
 from toolkit.workloads.base import evaluate_split
 
-__all__ = ["DataStream", "FlatModel", "VersionStore", "max_live", "resolve_device"]
+__all__ = [
+    "DataStream",
+    "FlatModel",
+    "VersionStore",
+    "batches",
+    "max_live",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -34,6 +41,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device: not a torch device: {device!r}") from err
+
+
+def batches(data: dict, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training inputs and targets at sample indices ``idx`` (any shape)."""
+    idx = idx.to(data["x"].device)
+    return data["x"][idx], data["y"][idx]
 
 
 class FlatModel:

@@ -16,15 +16,15 @@ from toolkit.theory.delay import (
     staleness_threshold,
     staleness_threshold_ms,
 )
+from toolkit.theory.estimate import StepTime
 from toolkit.theory.extremes import (
     expected_max_asymptotic,
     extreme_value_domain,
     extreme_value_table,
     tail_exponent,
 )
+from toolkit.theory.order_derive import derive_closed_forms
 from toolkit.theory.order_stats import (
-    check_step_dist,
-    derive_closed_forms,
     expected_max,
     expected_order_statistic,
     harmonic_difference,
@@ -32,10 +32,12 @@ from toolkit.theory.order_stats import (
     order_statistic_moments,
     order_statistic_variance,
 )
+from toolkit.theory.queueing import mva, ps_bounds, saturation_point
+from toolkit.theory.renewal import kbatch_sync_time
 from toolkit.theory.stability import (
     admm_round_robin_spectral_radius,
     easgd_center_variance,
-    easgd_eta_h_threshold,
+    easgd_max_eta,
     easgd_round_robin_simple_condition,
     easgd_round_robin_spectral_radius,
     easgd_spectral_radius,
@@ -49,21 +51,18 @@ from toolkit.theory.staleness import (
     staleness_aware_lr,
 )
 from toolkit.theory.step_time import (
-    StepTime,
-    mva,
-    ps_bounds,
-    saturation_point,
+    gradients_per_update,
+    kasync_bound,
     step_time,
     step_time_estimate,
     throughput,
 )
-from toolkit.theory.tradeoff import tradeoff
+from toolkit.theory.tradeoff import runtime, tradeoff
 
 __all__ = [
     "Progress",
     "StepTime",
     "admm_round_robin_spectral_radius",
-    "check_step_dist",
     "delay_companion",
     "delayed_gd_radius",
     "delayed_gd_threshold",
@@ -71,7 +70,7 @@ __all__ = [
     "delayed_lr_necessary",
     "derive_closed_forms",
     "easgd_center_variance",
-    "easgd_eta_h_threshold",
+    "easgd_max_eta",
     "easgd_round_robin_simple_condition",
     "easgd_round_robin_spectral_radius",
     "easgd_spectral_radius",
@@ -81,9 +80,12 @@ __all__ = [
     "expected_order_statistic",
     "extreme_value_domain",
     "extreme_value_table",
+    "gradients_per_update",
     "harmonic_difference",
     "has_closed_form",
     "implicit_momentum",
+    "kasync_bound",
+    "kbatch_sync_time",
     "lian_max_staleness",
     "lian_stepsize_bound",
     "mva",
@@ -91,6 +93,7 @@ __all__ = [
     "order_statistic_moments",
     "order_statistic_variance",
     "ps_bounds",
+    "runtime",
     "saturation_point",
     "schedule_growth",
     "schedule_threshold",

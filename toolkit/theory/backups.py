@@ -10,15 +10,16 @@ each taking one step time), and :func:`optimal_backups` minimises it over b.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from toolkit.cluster.comm import CommModel, exchange_cost
-from toolkit.theory.order_stats import check_step_dist, expected_order_statistic
+from toolkit.checks import check_choice, check_int, check_positive
+from toolkit.models.comm import CommModel, exchange_cost
+from toolkit.models.dists import check_step_dist
+from toolkit.theory.order_stats import expected_order_statistic
 
 __all__ = ["Progress", "optimal_backups"]
 
@@ -41,17 +42,14 @@ class Progress:
     kind: str = "hard"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("hard", "smooth"):
-            raise ValueError(f"kind must be 'hard' or 'smooth', got {self.kind!r}")
+        check_choice("kind", self.kind, ("hard", "smooth"))
         if self.kind == "smooth" and self.critical is None:
             raise ValueError(
                 "critical: kind='smooth' needs a critical batch (B_noise, in gradients); "
                 "use Progress() for linear progress"
             )
         if self.critical is not None:
-            c = float(self.critical)
-            if not (math.isfinite(c) and c > 0):
-                raise ValueError(f"critical must be > 0 and finite, got {self.critical!r}")
+            check_positive("critical", self.critical)
 
     def __call__(self, n: object) -> np.ndarray | float:
         x = np.asarray(n, dtype=float)
@@ -95,15 +93,11 @@ def optimal_backups(
     the step-time distribution is heavy enough. Returns ``(best_b, table)``: the smallest b among
     the minimisers, and a DataFrame with columns ``b, n, step_time, progress, time_to_target``.
     """
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m must be an integer >= 1, got {m!r}")
-    if b_max is None:
-        b_max = m - 1
-    if isinstance(b_max, bool) or not isinstance(b_max, (int, np.integer)) or not 0 <= b_max < m:
-        raise ValueError(f"b_max must be an integer in [0, m - 1] = [0, {m - 1}], got {b_max!r}")
-    check_step_dist(compute)
+    m = check_int("m", m)
+    b_max = check_int("b_max", m - 1 if b_max is None else b_max, 0, m - 1)
+    check_step_dist(compute, "compute")
     if comm is not None and not isinstance(comm, CommModel):
-        raise ValueError(f"comm: expected a toolkit.cluster.comm model or None, got {comm!r}")
+        raise ValueError(f"comm: expected a toolkit.models.comm model or None, got {comm!r}")
     if progress is None:
         progress = Progress()
     b = np.arange(0, int(b_max) + 1)

@@ -12,8 +12,8 @@ Examples::
 
 ``--dist`` is a scipy.stats distribution written as a call, ``name(arg, key=value, ...)`` with
 literal arguments only (parsed with ``ast``, never evaluated), or the path of a CSV of measured step
-times (``toolkit.cluster.Empirical.from_csv``; ``--column`` picks the column); it must not allow
-negative step times. ``--comm`` is a model of ``toolkit.cluster.comm`` written the same way, or
+times (``toolkit.models.Empirical.from_csv``; ``--column`` picks the column); it must not allow
+negative step times. ``--comm`` is a model of ``toolkit.models.comm`` written the same way, or
 ``none``. These and the scheme flags are shared with ``simulate`` and ``train``
 (``toolkit.cli_args``).
 """
@@ -21,7 +21,6 @@ negative step times. ``--comm`` is a model of ``toolkit.cluster.comm`` written t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ from toolkit.cli_args import (
     errors_to_exit_code,
     scheme_from_args,
 )
-from toolkit.cluster.comm import ParameterServer, parse_comm
+from toolkit.models.comm import ParameterServer, parse_comm
 from toolkit.schemes import (
     EASGD,
     Async,
@@ -46,6 +45,7 @@ from toolkit.schemes import (
     Delayed,
     DiLoCo,
     KAsync,
+    KBatchAsync,
     KBatchSync,
     LocalSGD,
     Scheme,
@@ -57,14 +57,10 @@ from toolkit.theory.order_stats import (
     expected_order_statistic,
     order_statistic_variance,
 )
-from toolkit.theory.step_time import (
-    gradients_per_update,
-    mva,
-    saturation_point,
-    step_time_estimate,
-)
+from toolkit.theory.queueing import mva, saturation_point
+from toolkit.theory.step_time import gradients_per_update, step_time_estimate
 
-__all__ = ["demo_schemes", "register", "scheme_label"]
+__all__ = ["demo_schemes", "register"]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -89,7 +85,7 @@ def _cmd_step_time(args: argparse.Namespace) -> int:
     est = step_time_estimate(scheme, dist, comm, samples=args.samples, seed=args.seed)
     grads = gradients_per_update(scheme)
     rule = scheme.rule
-    print(_line("scheme", scheme_label(scheme)))
+    print(_line("scheme", str(scheme)))
     print(_line("rule", ", ".join(f"{k}={v}" for k, v in vars(rule).items())))
     print(_line("dist", args.dist))
     print(_line("comm", comm if comm is not None else "none"))
@@ -139,22 +135,6 @@ def _cmd_backups(args: argparse.Namespace) -> int:
     return 0
 
 
-def scheme_label(scheme: Scheme) -> str:
-    """Short label: class name and fields, floats with %g; EASGD's ``synchronous=False`` reads
-    ``asynchronous`` and ``synchronous=True`` is left out."""
-    parts = []
-    for f in dataclasses.fields(scheme):
-        value = getattr(scheme, f.name)
-        if isinstance(value, bool):
-            if not value:
-                parts.append(f"a{f.name}")
-        elif isinstance(value, float):
-            parts.append(f"{f.name}={value:g}")
-        else:
-            parts.append(f"{f.name}={value}")
-    return f"{type(scheme).__name__}({', '.join(parts)})"
-
-
 def demo_schemes(m: int) -> list[Scheme]:
     """The schemes the demo compares on m machines."""
     tau = 10
@@ -166,6 +146,7 @@ def demo_schemes(m: int) -> list[Scheme]:
         Delayed(m, 1),
         Async(m),
         KAsync(m, max(1, m // 10)),
+        KBatchAsync(m, max(1, m // 10)),
         EASGD(m, tau, 0.9 / m),
         EASGD(m, tau, 0.9 / m, synchronous=False),
         LocalSGD(m, tau),
@@ -183,10 +164,71 @@ def _parameter_server(comm: object) -> ParameterServer:
     return ParameterServer(comm.nbytes, comm.bandwidth, comm.latency)
 
 
-@errors_to_exit_code
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _demo_step_times(m: int, dist, comm, seed: int) -> pd.DataFrame:
+    """Predicted step time and throughput of every demo scheme, without and with ``comm``."""
+    rows = []
+    for scheme in demo_schemes(m):
+        bare = step_time_estimate(scheme, dist, None, seed=seed)
+        try:
+            est = step_time_estimate(scheme, dist, comm, seed=seed)
+        except ValueError:  # e.g. an async scheme on a ring all-reduce
+            est = None
+        grads = gradients_per_update(scheme)
+        rows.append(
+            {
+                "scheme": str(scheme),
+                "machines": scheme.rule.machines,
+                "grads_per_step": grads,
+                "step_time_compute": bare.value,
+                "step_time": est.value if est else float("nan"),
+                "throughput": grads / est.value if est else float("nan"),
+                "method": est.method if est else "n/a",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _demo_backups(m: int, dist, comm, progress: Progress, out: Path) -> pd.DataFrame:
+    """Optimal backups on m machines: table, printout and figure (out/backups.png)."""
     from matplotlib.figure import Figure  # Agg canvas via Figure.savefig; no pyplot state
 
+    from toolkit.plots import plot_backup_step_times, plot_backup_tradeoff
+
+    best, table = optimal_backups(m, dist, comm, progress)
+    _, table_bare = optimal_backups(m, dist, None, progress)
+    shown = sorted({*[b for b in (0, 1, 2, 4, 8, 16, 32, 64) if b < m], best})
+    print(f"\noptimal backups on {m} machines (progress {progress}): best b = {best}")
+    print(table[table["b"].isin(shown)].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    plot_backup_step_times({"compute only": table_bare, "with comm": table}, m, ax=ax1)
+    plot_backup_tradeoff({str(progress): (table, best)}, m, ax=ax2)
+    fig.savefig(out / "backups.png", dpi=120)
+    return table
+
+
+def _demo_server(m: int, dist, comm, out: Path) -> pd.DataFrame:
+    """The parameter server's throughput against n (MVA and bounds): figure and printout."""
+    from toolkit.plots import plot_server_throughput
+
+    ps = _parameter_server(comm)
+    think = float(dist.mean()) + ps.message_time() - ps.server_time()
+    service = ps.server_time()
+    n_star = saturation_point(think, service)
+    queue = mva(int(max(2 * m, 3 * n_star)), think, service)
+    series = {"MVA (exact for exponential service)": queue["throughput"]}
+    plot_server_throughput(queue["n"], series, think, service).savefig(
+        out / "ps_throughput.png", dpi=120
+    )
+    print(
+        f"\nparameter server saturates near n* = (Z+s)/s = {n_star:.4g} workers "
+        f"(max throughput 1/s = {1 / service:.5g})"
+    )
+    return queue
+
+
+@errors_to_exit_code
+def _cmd_demo(args: argparse.Namespace) -> int:
     m = args.machines
     if m < 2:
         raise ValueError(f"machines must be >= 2 for the demo, got {m}")
@@ -198,91 +240,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"cluster: {m} machines, step time ~ {args.dist} (mean {float(dist.mean()):.6g}), "
         f"comm = {comm if comm is not None else 'none'}"
     )
-
-    rows = []
-    for scheme in demo_schemes(m):
-        bare = step_time_estimate(scheme, dist, None, seed=args.seed)
-        try:
-            est = step_time_estimate(scheme, dist, comm, seed=args.seed)
-        except ValueError:  # e.g. an async scheme on a ring all-reduce
-            est = None
-        grads = gradients_per_update(scheme)
-        rows.append(
-            {
-                "scheme": scheme_label(scheme),
-                "machines": scheme.rule.machines,
-                "grads_per_step": grads,
-                "step_time_compute": bare.value,
-                "step_time": est.value if est else float("nan"),
-                "throughput": grads / est.value if est else float("nan"),
-                "method": est.method if est else "n/a",
-            }
-        )
-    steps = pd.DataFrame(rows)
+    steps = _demo_step_times(m, dist, comm, args.seed)
     print("\npredicted step time (per update; per local step for replica schemes) and throughput")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(steps.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-
-    progress = _progress(args.critical_batch, args.progress)
-    best, table = optimal_backups(m, dist, comm, progress)
-    _, table_bare = optimal_backups(m, dist, None, progress)
-    shown = sorted({*[b for b in (0, 1, 2, 4, 8, 16, 32, 64) if b < m], best})
-    print(f"\noptimal backups on {m} machines (progress {progress}): best b = {best}")
-    print(table[table["b"].isin(shown)].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(table_bare["b"], table_bare["step_time"], label="compute only")
-    ax1.plot(table["b"], table["step_time"], label="with comm")
-    ax1.set(
-        xlabel="backup workers b", ylabel="expected step time", title=f"Backup(m - b, b), m={m}"
-    )
-    ax1.legend()
-    ax2.plot(table["b"], table["time_to_target"] / table["time_to_target"].min())
-    ax2.axvline(best, color="k", ls=":", label=f"best b = {best}")
-    ax2.set(
-        xlabel="backup workers b", ylabel="time to target / best", yscale="log", title=str(progress)
-    )
-    ax2.legend()
-    backups_png = out / "backups.png"
-    fig.savefig(backups_png, dpi=120)
-
-    ps = _parameter_server(comm)
-    think = float(dist.mean()) + ps.message_time() - ps.server_time()
-    service = ps.server_time()
-    n_max = int(max(2 * m, 3 * saturation_point(think, service)))
-    queue = mva(n_max, think, service)
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(queue["n"], queue["throughput"], label="MVA (exact for exponential service)")
-    ax.plot(queue["n"], queue["upper"], "k--", lw=1, label="min(n/(Z+s), 1/s)")
-    ax.plot(queue["n"], queue["lower"], "k:", lw=1, label="n/(Z+ns)")
-    ax.axvline(saturation_point(think, service), color="gray", lw=0.8)
-    ax.set(
-        xlabel="workers n",
-        ylabel="gradients per unit time",
-        title=f"Async on one parameter server: Z={think:.4g}, s={service:.3g}",
-    )
-    ax.legend()
-    ps_png = out / "ps_throughput.png"
-    fig.savefig(ps_png, dpi=120)
-
+    table = _demo_backups(m, dist, comm, _progress(args.critical_batch, args.progress), out)
+    queue = _demo_server(m, dist, comm, out)
     steps.to_csv(out / "step_times.csv", index=False)
     table.to_csv(out / "backups.csv", index=False)
     queue.to_csv(out / "ps_throughput.csv", index=False)
-    n_star = saturation_point(think, service)
-    print(
-        f"\nparameter server saturates near n* = (Z+s)/s = {n_star:.4g} workers "
-        f"(max throughput 1/s = {1 / service:.5g})"
-    )
-    for path in (
-        backups_png,
-        ps_png,
-        out / "step_times.csv",
-        out / "backups.csv",
-        out / "ps_throughput.csv",
-    ):
-        print(f"wrote {path}")
+    files = ("backups.png", "ps_throughput.png", "step_times.csv", "backups.csv")
+    for name in (*files, "ps_throughput.csv"):
+        print(f"wrote {out / name}")
     return 0
 
 

@@ -16,7 +16,7 @@ near-zero roots, and no root crosses the circle before a*). tau = 0 gives 2, tau
 bisection on the spectral radius of the companion matrix for tau = 0..50. This is the classical
 result for the linear delay difference equation (Levin & May 1976 on x_{t+1} = x_t - a x_{t-k}).
 
-Realised schedule (what ``toolkit.compare.divergence_table`` predicts Async/KAsync with):
+Realised schedule (what ``toolkit.compare.divergence_table`` predicts Async/KBatchAsync with):
 replay applies update u as x_{u+1} = x_u - eta (1/|G_u|) sum_{g in G_u} w_g grad f(x_{u - s_g})
 over the used gradients G_u of update u, with staleness s_g and learning-rate factor w_g (1, or
 1 / max(1, s_g) for staleness="lr"). On f = h x^2 / 2 without gradient noise this is the 1-D
@@ -26,9 +26,9 @@ Schedule's *actual* staleness sequence; :func:`schedule_threshold` finds the lar
 replaying the same Schedule on a noiseless quadratic along its top eigenvector, and it uses the
 same "final loss >= initial loss" criterion as the measurement. Everything below is a model of
 the staleness as i.i.d. over updates, which a real clock's staleness is not (it is correlated
-from update to update). On Exp(1) Schedules of Async(4), Async(8), KAsync(4, 2), KAsync(8, 4)
-(``toolkit.cluster.simulate``, 1000 updates, seed 0) the mean-square threshold below was
-0.65-0.82x the realised-sequence one and the mean-field one 1.5-13x.
+from update to update). On Exp(1) Schedules of Async(4), Async(8), KBatchAsync(4, 2) and
+KBatchAsync(8, 4) (``toolkit.cluster.simulate``, 1000 updates, seed 0) the mean-square
+threshold below was 0.65-0.82x the realised-sequence one and the mean-field one 1.5-13x.
 
 Mixed staleness, mean field: an update applies gradients whose staleness s has probabilities q_s,
 s = 0..S, replaced by their expectation::
@@ -84,15 +84,14 @@ __all__ = [
     "staleness_threshold",
     "staleness_threshold_ms",
 ]
-from toolkit.checks import check_int
+from toolkit.checks import check_array, check_int
+from toolkit.theory.search import first_crossing
 
 
 def _check_probs(probs: object) -> np.ndarray:
-    q = np.asarray(probs, dtype=float)
+    q = check_array("probs", probs, low=0)
     if q.ndim != 1 or q.size == 0:
         raise ValueError("probs must be a non-empty 1-D array over staleness 0..S")
-    if not np.all(np.isfinite(q)) or np.any(q < 0):
-        raise ValueError("probs must be finite and >= 0")
     total = q.sum()
     if not np.isclose(total, 1.0, rtol=0, atol=1e-9):
         raise ValueError(f"probs must sum to 1, got {total}")
@@ -129,29 +128,10 @@ def delayed_gd_threshold(tau: int) -> float:
     return float(2.0 * np.sin(np.pi / (2.0 * (2 * tau + 1))))
 
 
-def _first_crossing(radius, hi: float, grid: int, tol: float) -> float:
-    """Smallest a in (0, hi] with radius(a) >= 1: grid scan, then bisection."""
-    a = np.linspace(0.0, hi, grid + 1)[1:]
-    r = radius(a)
-    while not np.any(r >= 1.0):
-        hi *= 2.0
-        a = np.linspace(0.0, hi, grid + 1)[1:]
-        r = radius(a)
-    k = int(np.argmax(r >= 1.0))
-    lo_a, hi_a = (a[k - 1] if k else 0.0), a[k]
-    while hi_a - lo_a > tol:
-        mid = 0.5 * (lo_a + hi_a)
-        if radius(np.array([mid]))[0] >= 1.0:
-            hi_a = mid
-        else:
-            lo_a = mid
-    return 0.5 * (lo_a + hi_a)
-
-
 def delayed_gd_threshold_numeric(tau: int, tol: float = 1e-10, grid: int = 400) -> float:
     """The same threshold found numerically (companion-matrix radius, scan + bisection)."""
     tau = check_int("tau", tau, 0)
-    return _first_crossing(lambda a: delayed_gd_radius(tau, a), 2.5, grid, tol)
+    return first_crossing(lambda a: delayed_gd_radius(tau, a), 2.5, level=1.0, grid=grid, tol=tol)
 
 
 def staleness_threshold(probs: object, tol: float = 1e-10, grid: int = 400) -> float:
@@ -161,23 +141,21 @@ def staleness_threshold(probs: object, tol: float = 1e-10, grid: int = 400) -> f
     One point mass at tau gives :func:`delayed_gd_threshold`. Numerical (companion matrix).
     """
     q = _check_probs(probs)
-    return _first_crossing(
-        lambda a: np.abs(np.linalg.eigvals(delay_companion(q, a))).max(axis=-1), 2.5, grid, tol
+    return first_crossing(
+        lambda a: np.abs(np.linalg.eigvals(delay_companion(q, a))).max(axis=-1),
+        2.5,
+        level=1.0,
+        grid=grid,
+        tol=tol,
     )
 
 
 def staleness_pmf(staleness: object, max_staleness: int | None = None) -> np.ndarray:
     """Empirical distribution over staleness 0..S from observed staleness values (e.g. the
     ``staleness`` column of a Schedule's used gradients); a probability vector."""
-    s = np.asarray(staleness)
+    s = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if s.size == 0:
         raise ValueError("staleness must hold at least one value")
-    if not np.issubdtype(s.dtype, np.integer):
-        if not np.all(np.isfinite(s)) or np.any(s != np.round(s)):
-            raise ValueError("staleness must hold integers")
-        s = s.astype(np.int64)
-    if np.any(s < 0):
-        raise ValueError(f"staleness must be >= 0, got min {s.min()}")
     counts = np.bincount(s.ravel(), minlength=0 if max_staleness is None else max_staleness + 1)
     return counts / counts.sum()
 
@@ -189,11 +167,9 @@ def staleness_moments(
     gradients with staleness s = 0..S), averaged over updates, from the ``update`` and
     ``staleness`` columns of a Schedule's used gradients."""
     u = np.asarray(update)
-    st = np.asarray(staleness)
+    st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.shape != st.shape or u.ndim != 1 or u.size == 0:
         raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
-    if np.any(st < 0):
-        raise ValueError(f"staleness must be >= 0, got min {st.min()}")
     big = int(st.max()) if max_staleness is None else int(max_staleness)
     if big < st.max():
         raise ValueError(f"max_staleness: {big} is below the largest staleness {st.max()}")
@@ -275,7 +251,7 @@ def staleness_threshold_ms(
     def radius(a: np.ndarray) -> np.ndarray:
         return np.array([one(float(x)) for x in np.atleast_1d(a)])
 
-    return _first_crossing(radius, 2.5, grid, tol)
+    return first_crossing(radius, 2.5, level=1.0, grid=grid, tol=tol)
 
 
 # ----------------------------------------------------------------------------- realised schedule
@@ -283,32 +259,19 @@ def _schedule_arrays(
     update: object, staleness: object, weights: object, horizon: object
 ) -> tuple[list[np.ndarray], list[np.ndarray], int, int]:
     """Per update u < horizon: (lags s_g, coefficients weight_g / count_u); horizon; max lag."""
-    u = np.asarray(update)
-    st = np.asarray(staleness)
+    u = check_array("update", update, low=0, integer=True).astype(np.int64)
+    st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.ndim != 1 or u.shape != st.shape or u.size == 0:
         raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
-    for name, arr in (("update", u), ("staleness", st)):
-        if not np.issubdtype(arr.dtype, np.integer):
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError(f"{name} must hold integers")
-    u = u.astype(np.int64)
-    st = st.astype(np.int64)
-    if np.any(st < 0):
-        raise ValueError(f"staleness must be >= 0, got min {st.min()}")
     if np.any(st > u):
         raise ValueError("staleness must be <= update (a gradient's version is >= 0)")
     if weights is None:
         w = np.ones(u.size)
     else:
-        w = np.asarray(weights, dtype=float)
+        w = check_array("weights", weights, low=0)
         if w.shape != u.shape:
             raise ValueError(f"weights must have the shape of update {u.shape}, got {w.shape}")
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError("weights must be finite and >= 0")
-    if horizon is None:
-        horizon = int(u.max()) + 1
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    horizon = check_int("horizon", int(u.max()) + 1 if horizon is None else horizon)
     keep = u < horizon
     u, st, w = u[keep], st[keep], w[keep]
     order = np.argsort(u, kind="stable")
@@ -370,9 +333,7 @@ def schedule_growth(
     ``eta_h``. Positive or zero means "diverged" in :func:`schedule_threshold`'s sense. Exact
     up to rounding unless |x| falls by more than ~1e200 within 16 updates (then -inf)."""
     lags, coefs, horizon, smax = _schedule_arrays(update, staleness, weights, horizon)
-    a = np.atleast_1d(np.asarray(eta_h, dtype=float))
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError("eta_h must be finite and >= 0")
+    a = np.atleast_1d(check_array("eta_h", eta_h, low=0))
     out = _schedule_log_growth(lags, coefs, horizon, smax, a.ravel())
     return out.reshape(np.shape(eta_h))
 
@@ -403,38 +364,14 @@ def schedule_threshold(
 
     Exact for replay of the *same* Schedule on a noiseless quadratic f = h x^2 / 2 (and for the
     top-eigenvector component of a diagonal quadratic started on that eigenvector), no momentum.
-    Search: a ``grid``-point scan of (0, hi] (hi doubled until something grows) finds the first
-    grid value that grows; its bracket is then refined by further ``grid``-point scans until its
-    width is <= ``tol`` (absolute); returns the bracket's midpoint. Growth need not be monotone in
-    a for a random sequence: this is the first crossing seen on those scans.
+    Search (:func:`~toolkit.theory.search.first_crossing`): a ``grid``-point scan of (0, hi]
+    (hi doubled until something grows) brackets the first grid value that grows, and nested
+    scans refine that bracket to ``tol``. Growth need not be monotone in a (the oscillating modes
+    of x_T cross |x_0| repeatedly): this is the first crossing the scans see.
     """
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if not (math.isfinite(hi) and hi > 0):
-        raise ValueError(f"hi must be > 0, got {hi}")
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-        raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
     lags, coefs, horizon, smax = _schedule_arrays(update, staleness, weights, horizon)
 
-    def grows(a: np.ndarray) -> np.ndarray:
-        return _schedule_log_growth(lags, coefs, horizon, smax, a) >= 0.0
+    def growth(a: np.ndarray) -> np.ndarray:
+        return _schedule_log_growth(lags, coefs, horizon, smax, a)
 
-    for _ in range(60):
-        a = np.linspace(0.0, hi, grid + 1)[1:]
-        g = grows(a)
-        if g.any():
-            break
-        hi *= 2.0
-    else:
-        raise RuntimeError(f"hi: no growth up to eta_h = {hi}")
-    k = int(np.argmax(g))
-    lo, hi = (a[k - 1] if k else 0.0), a[k]
-    while hi - lo > tol:
-        a = np.linspace(lo, hi, grid + 1)[1:-1]
-        g = grows(a)
-        if g.any():
-            k = int(np.argmax(g))
-            lo, hi = (a[k - 1] if k else lo), a[k]
-        else:
-            lo = a[-1]
-    return 0.5 * (lo + hi)
+    return first_crossing(growth, hi, level=0.0, grid=grid, tol=tol, refine="scan")

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from toolkit.theory.order_stats import _int_array, _is_empirical, _params, check_step_dist
+from toolkit.checks import check_array, check_positive
+from toolkit.models.dists import check_step_dist, dist_params
+from toolkit.models.empirical import Empirical
 from toolkit.theory.order_stats import expected_max as _expected_max
 
 __all__ = [
@@ -56,7 +58,7 @@ _FRECHET_ALPHA = {
 
 def _check_dist(dist: Any) -> None:
     check_step_dist(dist)
-    if _is_empirical(dist):
+    if isinstance(dist, Empirical):
         raise ValueError(
             "dist: extreme-value asymptotics need a continuous distribution; for an Empirical "
             "trace use toolkit.theory.expected_max, which is exact"
@@ -72,7 +74,7 @@ def extreme_value_domain(dist: Any) -> Domain:
     if math.isfinite(float(dist.support()[1])):
         return "weibull"
     rule = _FRECHET_ALPHA.get(dist.dist.name)
-    if rule is not None and rule(_params(dist)) is not None:
+    if rule is not None and rule(dist_params(dist)) is not None:
         return "frechet"
     return "gumbel"
 
@@ -85,7 +87,7 @@ def tail_exponent(dist: Any, domain: Domain | None = None) -> float:
     domain = _domain(dist, domain)
     if domain == "frechet":
         rule = _FRECHET_ALPHA.get(dist.dist.name)
-        alpha = None if rule is None else rule(_params(dist))
+        alpha = None if rule is None else rule(dist_params(dist))
         if alpha is None:
             raise ValueError(
                 f"dist: tail index unknown for scipy.stats.{dist.dist.name}; "
@@ -125,16 +127,10 @@ def expected_max_asymptotic(
     for Weibull) defaults to :func:`tail_exponent`. Broadcasts over n; float for scalar n.
     """
     domain = _domain(dist, domain)
-    nn = _int_array("n", n)
+    nn = check_array("n", n, low=1, integer=True)
     scalar = nn.ndim == 0
     if tail_index is not None:
-        if isinstance(tail_index, bool) or not (
-            isinstance(tail_index, (int, float)) and math.isfinite(tail_index)
-        ):
-            raise ValueError(f"tail_index must be a finite number, got {tail_index!r}")
-        if tail_index <= 0:
-            raise ValueError(f"tail_index must be > 0, got {tail_index!r}")
-        index = float(tail_index)
+        index = check_positive("tail_index", tail_index)
     elif domain != "gumbel":
         index = tail_exponent(dist, domain)
     p = 1.0 / nn

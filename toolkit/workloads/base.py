@@ -8,20 +8,20 @@ must be a mean over the batch.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from toolkit.checks import check_int, check_positive
+
 __all__ = ["Workload", "evaluate_split", "seeded_model"]
 
 
 def seeded_model(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     """``build()`` under ``torch.manual_seed(seed)`` without touching the caller's global RNG."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = check_int("seed", seed, 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return build()
@@ -58,10 +58,8 @@ class Workload:
             raise ValueError(
                 f"x_test/y_test: lengths differ ({len(self.x_test)} vs {len(self.y_test)})"
             )
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_int("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
 
     @property
     def n_train(self) -> int:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checks import check_int
+from toolkit.checks import check_int, check_positive
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = [
@@ -218,9 +218,7 @@ def mnist1d_workload(
     batch_size = check_int(
         "batch_size", defaults["batch_size"] if batch_size is None else batch_size
     )
-    lr = defaults["lr"] if lr is None else lr
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    lr = check_positive("lr", defaults["lr"] if lr is None else lr)
     xtr, ytr, xte, yte = mnist1d_arrays(n_train, n_test, seed=data_seed, disk_cache=disk_cache)
     name = "logreg" if model == "logreg" else f"mnist1d_{model}"
     return Workload(

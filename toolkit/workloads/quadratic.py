@@ -16,13 +16,14 @@ batch sizes?", NeurIPS 2019, Sec. 2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from toolkit.checks import check_int
+from toolkit.checks import check_array, check_int, check_interval, check_positive
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["QuadraticModel", "quadratic"]
@@ -77,19 +78,16 @@ def quadratic(
     n_train = check_int("n_train", n_train)
     batch_size = check_int("batch_size", batch_size)
     if eigenvalues is None:
-        if not h_max > 0:
-            raise ValueError(f"h_max must be > 0, got {h_max}")
-        if not condition_number >= 1:
-            raise ValueError(f"condition_number must be >= 1, got {condition_number}")
+        h_max = check_positive("h_max", h_max)
+        condition_number = check_interval("condition_number", condition_number, 1, math.inf, "[)")
         h = np.geomspace(h_max / condition_number, h_max, d)
     else:
-        h = np.asarray(eigenvalues, dtype=float)
+        h = check_array("eigenvalues", eigenvalues)
         if h.shape != (d,):
             raise ValueError(f"eigenvalues must have length d={d}, got shape {h.shape}")
-        if not np.all(h > 0) or not np.all(np.isfinite(h)):
-            raise ValueError("eigenvalues must be finite and > 0 (H must be positive definite)")
-    if not (noise_std >= 0 and np.isfinite(noise_std)):
-        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+        if not np.all(h > 0):
+            raise ValueError("eigenvalues must be > 0 (H must be positive definite)")
+    noise_std = check_positive("noise_std", noise_std, allow_zero=True)
     x_star = np.zeros(d) if optimum is None else np.asarray(optimum, dtype=float)
     if x_star.shape != (d,):
         raise ValueError(f"optimum must have length d={d}, got shape {x_star.shape}")

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
-from toolkit.checks import check_int, check_positive
-from toolkit.cluster.validate import parse_call
+from toolkit.checks import check_int, check_positive, check_real
+from toolkit.models.dists import parse_call
 
 __all__ = [
     "COMM_MODELS",
@@ -177,8 +176,7 @@ def parse_comm(text: str | None) -> CommModel | None:
     if name not in COMM_MODELS:
         raise ValueError(f"comm: unknown model {name!r}; valid: {', '.join(COMM_MODELS)}")
     for value in (*args, *kwargs.values()):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"comm: arguments of {name} are numbers, got {value!r} in {text!r}")
+        check_real(f"comm: the arguments of {name} in {text!r}", value)
     try:
         return COMM_MODELS[name](*args, **kwargs)
     except TypeError as e:

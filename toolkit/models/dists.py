@@ -1,8 +1,8 @@
-"""Validation of step-time models, shared by the clock and the theory.
+"""Step-time distributions: validation, parsing and printing, shared by the clock and the theory.
 
 One rule for both sides: a step-time model is a frozen ``scipy.stats`` *continuous* distribution
 with valid parameters and support in [0, inf) (a draw of exactly 0 then has probability 0), or an
-:class:`~toolkit.cluster.Empirical` trace whose values are all > 0 (an atom at 0 would make
+:class:`~toolkit.models.Empirical` trace whose values are all > 0 (an atom at 0 would make
 zero-length steps, which the clock refuses). The straggler models check their distributions at
 construction with :func:`check_step_dist`, and theory calls the same function, so both reject the
 same inputs up front.
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy import stats
 
-from toolkit.cluster.empirical import Empirical
+from toolkit.models.empirical import Empirical
 
-__all__ = ["check_step_dist", "dist_params", "parse_call"]
+__all__ = ["check_step_dist", "dist_params", "dist_repr", "is_dist", "parse_call", "parse_dist"]
 
 
 def dist_params(dist: Any) -> dict[str, float]:
@@ -37,7 +39,7 @@ def check_step_dist(dist: Any, name: str = "dist") -> Any:
     """Check that ``dist`` is a step-time model and return it unchanged.
 
     Accepts a frozen ``scipy.stats`` continuous distribution with valid parameters and support in
-    [0, inf), or a ``toolkit.cluster.Empirical`` trace with every value > 0. Raises ValueError
+    [0, inf), or a ``toolkit.models.Empirical`` trace with every value > 0. Raises ValueError
     whose message starts with ``name`` otherwise: step times cannot be negative, so e.g.
     ``scipy.stats.norm(4, 1)`` (support starting at -inf) is refused even though its draws are
     rarely negative; discrete families (``scipy.stats.poisson``) are refused too.
@@ -57,7 +59,7 @@ def check_step_dist(dist: Any, name: str = "dist") -> Any:
     if not isinstance(gen, stats.rv_continuous) or not hasattr(dist, "ppf"):
         raise ValueError(
             f"{name} must be a frozen scipy.stats continuous distribution "
-            f"(e.g. scipy.stats.expon(loc=1, scale=0.5)) or toolkit.cluster.Empirical, got {dist!r}"
+            f"(e.g. scipy.stats.expon(loc=1, scale=0.5)) or toolkit.models.Empirical, got {dist!r}"
         )
     lo, hi = (float(v) for v in dist.support())
     if math.isnan(lo) or math.isnan(hi):
@@ -92,3 +94,47 @@ def parse_call(text: str, what: str) -> tuple[str, list, dict]:
     except ValueError:
         raise ValueError(f"{what}: arguments of {text!r} must be literals") from None
     return node.func.id, args, kwargs
+
+
+def is_dist(obj: object) -> bool:
+    """Whether ``obj`` looks like a step-time distribution (``rvs`` and ``mean``): a frozen
+    scipy.stats distribution or an Empirical, as opposed to a number or a compute model."""
+    return hasattr(obj, "rvs") and hasattr(obj, "mean")
+
+
+def dist_repr(dist: object) -> str:
+    """``name(args, key=value)`` of a frozen scipy distribution (an Empirical's own repr)."""
+    if isinstance(dist, Empirical):
+        return repr(dist)
+    name = getattr(getattr(dist, "dist", None), "name", type(dist).__name__)
+    args = [repr(a) for a in getattr(dist, "args", ())]
+    args += [f"{k}={v!r}" for k, v in getattr(dist, "kwds", {}).items()]
+    return f"{name}({', '.join(args)})"
+
+
+def parse_dist(text: str, column: str | None = None) -> object:
+    """Parse ``"name(arg, kw=literal, ...)"`` into ``getattr(scipy.stats, name)(...)`` (frozen), or
+    a ``.csv`` path into ``Empirical.from_csv(path, column)``. Uses ``ast`` (never ``eval``): only
+    literal arguments are accepted. ``"expon"`` alone means ``expon()``."""
+    text = str(text).strip()
+    if text.lower().endswith(".csv"):
+        if not Path(text).exists():
+            raise ValueError(f"dist: trace file {text!r} does not exist")
+        return Empirical.from_csv(text, column=column)
+    name, args, kwargs = parse_call(text, "dist")
+    family = getattr(stats, name, None)
+    if isinstance(family, stats.rv_discrete):
+        raise ValueError(
+            f"dist: {name!r} is a discrete scipy.stats distribution; step times need a continuous "
+            "one (or an Empirical trace from a .csv file)"
+        )
+    if not isinstance(family, stats.rv_continuous):
+        raise ValueError(f"dist: {name!r} is not a scipy.stats distribution")
+    try:
+        frozen = family(*args, **kwargs)
+        frozen.mean()  # scipy checks the shape parameters lazily
+    except TypeError as e:
+        raise ValueError(f"dist: bad arguments for {name}: {e}") from None
+    if not np.isfinite(frozen.mean()):
+        raise ValueError(f"dist: {text!r} has no finite mean (invalid or heavy-tailed parameters)")
+    return frozen
