@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -18,22 +19,24 @@ import pandas as pd
 from toolkit.cluster.schedule import make_frame, sort_shared
 from toolkit.cluster.state import Run
 
-__all__ = ["Link", "async_heap", "async_merge", "kasync"]
+__all__ = ["async_heap", "async_merge", "fifo_link", "kasync"]
 
 GRAD = 0  # KINDS.index("grad")
 
 
-class Link:
-    """The parameter server's link: a FIFO queue with a fixed service time ``service`` = s. A
-    message that reaches it at time a is done at D = max(a, D_previous) + s."""
+def fifo_link(service: float) -> Callable[[float], float]:
+    """The parameter server's link: a FIFO queue with a fixed service time ``service`` = s. The
+    returned ``serve(a)`` is the time the message that reaches the link at a is done,
+    D = max(a, D_previous) + s (a closure: it runs once per event of the heap paths)."""
+    s = float(service)
+    free = 0.0
 
-    def __init__(self, service: float) -> None:
-        self.service, self.free = float(service), 0.0
+    def serve(arrival: float) -> float:
+        nonlocal free
+        free = (arrival if arrival > free else free) + s
+        return free
 
-    def serve(self, arrival: float) -> float:
-        """Time the message that reaches the link at ``arrival`` is done."""
-        self.free = (arrival if arrival > self.free else self.free) + self.service
-        return self.free
+    return serve
 
 
 def async_merge(run: Run) -> pd.DataFrame:
@@ -92,7 +95,7 @@ def async_merge(run: Run) -> pd.DataFrame:
 
 
 def async_heap(run: Run) -> pd.DataFrame:
-    """Event heap: the FIFO server link (:class:`Link`) and/or failures. A worker that finishes
+    """Event heap: the FIFO server link (:func:`fifo_link`) and/or failures. A worker that finishes
     computing at f reaches the link at f + m - s and its update is applied when the link is done
     with it; it then restarts (after a failure: when it comes back) and reads the parameters."""
     M, k, m, s = run.machines, run.rule.quorum, run.message_time, run.server_time
@@ -117,20 +120,28 @@ def async_heap(run: Run) -> pd.DataFrame:
 
     for w in range(M):
         start(w, 0.0)
-    rows: list[tuple] = []
-    link = Link(s)
-    while len(rows) < N:
+    cols: list[list] = [[] for _ in range(7)]
+    R_upd, R_time, R_w, R_start, R_batch, R_ct, R_cm = cols
+    serve = fifo_link(s)
+    i = 0
+    while i < N:
         if not heap:
             dead = ", ".join(f"worker {w} failed at t={tl.dead_since(w):.6g}" for w in range(M))
-            run.stall(f"stalled after {len(rows) // k} updates: every worker failed ({dead})")
+            run.stall(f"stalled after {i // k} updates: every worker failed ({dead})")
             break
         f, w, x, st = heapq.heappop(heap)
-        done = link.serve(f + lat)
-        rows.append((len(rows) // k, done, w, st, ptr[w], x, done - f))
+        done = serve(f + lat)
+        R_upd.append(i // k)
+        R_time.append(done)
+        R_w.append(w)
+        R_start.append(st)
+        R_batch.append(ptr[w])
+        R_ct.append(x)
+        R_cm.append(done - f)
+        i += 1
         ptr[w] += 1
         start(w, done)
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 7
-    upd, times, worker, restart, batch, ct, cm = (np.asarray(v) for v in cols)
+    upd, times, worker, restart, batch, ct, cm = (np.asarray(c) for c in cols)
     upd = upd.astype(np.int64)
     times = times.astype(float)
     full = (len(upd) // k) * k

@@ -9,7 +9,7 @@ import heapq
 import numpy as np
 import pandas as pd
 
-from toolkit.cluster.asynchronous import Link
+from toolkit.cluster.asynchronous import fifo_link
 from toolkit.cluster.schedule import KINDS, make_frame
 from toolkit.cluster.state import Run
 
@@ -97,10 +97,10 @@ def replicas_async(run: Run) -> pd.DataFrame:
     for w in range(M):
         run_period(w, 0.0, 0)
     exu, ext, exw, exv, exc = [], [], [], [], []
-    link = Link(s)
+    serve = fifo_link(s)
     while heap:
         t, w, r = heapq.heappop(heap)
-        done = link.serve(t + m - s)
+        done = serve(t + m - s)
         exu.append(len(exu))
         ext.append(done)
         exw.append(w)
