@@ -2,7 +2,7 @@
 target < 1 s, also for a distribution without a closed form), 10,000 order statistics, and the
 largest relative error of the quadrature against the closed forms.
 
-Reproduce with:  python benchmarks/bench_order_stats.py
+Reproduce with:  .venv/bin/python benchmarks/bench_order_stats.py
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import scipy.stats as st
 from toolkit.models import Empirical
 from toolkit.theory import expected_order_statistic, order_statistic_moments
 
-COMMAND = "python benchmarks/bench_order_stats.py"
+COMMAND = ".venv/bin/python benchmarks/bench_order_stats.py"
 
 
 def _best_of(fn, repeats: int = 3) -> tuple[float, object]:

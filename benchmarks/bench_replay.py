@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("# reproduce: python benchmarks/bench_replay.py " + " ".join(sys.argv[1:]))
+    print("# reproduce: .venv/bin/python benchmarks/bench_replay.py " + " ".join(sys.argv[1:]))
     print(f"# torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}")
     table(torch.device("cpu"), args.n, args.steps, args.repeat)
     if torch.cuda.is_available():

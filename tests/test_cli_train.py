@@ -61,7 +61,7 @@ def test_train_writes_schedule_and_results_matching_the_library(tmp_path):
         (["--scheme", "nope"], "valid: "),
         (["--lr", "0"], "lr must be > 0"),
         (["--lr", "-0.5"], "lr must be > 0"),
-        (["--batch-size", "100000"], "batch-size"),
+        (["--batch-size", "100000"], "batch_size: 100000 is larger than the training set"),
         (["--comm", "ParameterServer(nbytes=1)"], "--comm: bad arguments for ParameterServer"),
         (["--dist", "expon(loc="], "--dist: cannot parse"),
         (["--scheme", "localsgd"], "takes ['n', 'tau'], not ['b']"),

@@ -719,3 +719,17 @@ def test_replica_exchange_never_precedes_the_local_step_it_follows(scheme):
         pos[(w, v, "exchange")] > pos[(w, v - 1, "grad")]
         for w, v in zip(ex.worker, ex.version, strict=True)
     )
+
+
+@pytest.mark.parametrize("delay", [0, 1, 2, 5])
+def test_delayed_recursion_in_blocks_and_batches_is_one_recursion(delay):
+    """The clock runs delayed_updates on one cluster in one call, the theory's Monte Carlo on a
+    batch of clusters in blocks (continuing from the returned state): the same numbers."""
+    x = np.random.default_rng(delay).exponential(size=(6, 40))
+    whole, _ = delayed_updates(x, delay, 0.3)
+    for batch in (x, x[None]):
+        state, parts = None, []
+        for lo in range(0, 40, 7):
+            a, state = delayed_updates(batch[..., lo : lo + 7], delay, 0.3, state)
+            parts.append(a)
+        np.testing.assert_allclose(np.concatenate(parts, axis=-1).reshape(-1), whole, rtol=1e-15)

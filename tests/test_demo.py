@@ -16,8 +16,15 @@ def test_demo_runs_every_scheme_and_writes_its_outputs(tmp_path, capsys):
     assert set(table["status"]) <= {"ok", "diverged"}
     ok = table[table["status"] == "ok"]
     assert ((ok["test_accuracy"] >= 0) & (ok["test_accuracy"] <= 1)).all()
-    # Every scheme's Schedule covers the budget, so each trains for at least a few updates.
+    # Every scheme trains on exactly the updates applied within the budget: its run directory's
+    # Results end at or before the budget, and its next update would come after it.
     assert (table["updates_in_budget"] > 0).all()
+    from toolkit.replay import Results
+
+    for scheme in default_schemes(4):
+        res = Results.load(tmp_path / scheme.name)
+        budget = res.manifest["schedule_meta"]["time_budget"]
+        assert res.frame["time"].max() <= budget
     assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 0
     for scheme in default_schemes(4):
         assert (tmp_path / scheme.name / "manifest.json").exists()

@@ -20,17 +20,20 @@ PACKAGE = ROOT / "toolkit"
 # lowest first; a module's layer is the first entry whose prefix matches (cli modules first)
 LAYERS = [
     "checks",
+    "limits",
+    "files",
     "schemes",
     "models",
     "cluster",
     "theory",
     "workloads",
     "replay",
+    "runs",
     "compare",
     "plots",
     "cli",
 ]
-NO_TORCH = {"checks", "schemes", "models", "cluster", "theory"}
+NO_TORCH = {"checks", "limits", "files", "schemes", "models", "cluster", "theory"}
 CLI_MODULES = {"toolkit.cli", "toolkit.cli_args", "toolkit.demo", "toolkit.__main__"}
 
 

@@ -479,3 +479,33 @@ def test_register_round_trip_and_docstring_example(monkeypatch):
     with pytest.raises(ValueError, match="name"):
         register_workload("", namespace["xor_blobs"])
     assert "xor_blobs" not in WORKLOADS  # the real registry was left alone
+
+
+@pytest.mark.parametrize("name", ["logreg", "mnist1d_mlp", "digits_cnn"])
+def test_targets_are_reached_by_sync_within_the_step_budget(name):
+    """The targets' claim (toolkit/workloads/mnist1d.py, digits.py): Sync(8) at the default
+    learning rate reaches and keeps the target within the step budget; the main metric, the
+    learning-rate grid and ``reached`` follow the workload."""
+    import scipy.stats as st
+
+    from toolkit.cluster import simulate
+    from toolkit.replay import train
+    from toolkit.schemes import Sync
+
+    wl = get_workload(name)
+    assert wl.metric == "test_accuracy" and wl.target is not None
+    assert wl.lr in wl.lr_grid and len(wl.lr_grid) == 4
+    sched = simulate(Sync(8), st.expon(loc=1, scale=0.5), updates=wl.steps, seed=0)
+    res = train(sched, wl, seed=0, eval_every=wl.steps // 10)
+    last = res.evaluations[wl.metric].to_numpy()[-3:]
+    assert all(wl.reached(v) for v in last), last
+    assert not wl.reached(wl.target - 0.01)
+
+
+def test_workloads_without_a_measured_target_say_so():
+    wl = get_workload("quadratic")
+    assert wl.metric == "test_loss" and wl.target is None and not wl.reached(0.0)
+    assert get_workload("mnist1d_mlp", n_train=1000).target is None  # measured for 4000 only
+    double = get_workload("logreg").with_dtype("float64")
+    assert double.x_train.dtype == torch.float64 and double.y_train.dtype == torch.int64
+    assert next(double.make_model(0).parameters()).dtype == torch.float64

@@ -1,13 +1,17 @@
-"""Command line: ``python -m toolkit <command> ...``.
+"""Command line: ``python -m toolkit <command> ...`` (or the ``toolkit`` entry point).
 
 Each layer registers its own subcommands with a ``register(subparsers)`` function in its
-``cli`` module, so this file only lists them.
+``cli`` module, so this file only lists them and turns the errors a user can cause into one
+line on stderr: bad input (ValueError) and file-system errors (OSError, with the path) give exit
+code 2, a closed output pipe (``... | head``) ends quietly, Ctrl-C gives exit code 130 (a run
+writes its checkpoint first and says how to resume). ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (module, help) pairs; each module has register(subparsers). Imported lazily so that
@@ -19,23 +23,36 @@ COMMANDS = {
         "closed forms and numerics: step time, order statistics, optimal backups, demo",
     ),
     "simulate": ("toolkit.cluster.cli", "run the clock: a Schedule of updates for a scheme"),
-    "train": ("toolkit.replay.cli", "train a real model following a simulated Schedule"),
+    "train": ("toolkit.runs.cli", "train a real model following a simulated Schedule"),
+    "run": ("toolkit.runs.cli", "run (or resume) a RunConfig from a TOML or JSON file"),
 }
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m toolkit",
+        prog="toolkit",
         description="Distributed SGD under stragglers and staleness: theory, a simulated "
         "cluster, and training that follows it.",
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (module, help_) in COMMANDS.items():
         if only is None or only == name:
-            importlib.import_module(module).register(sub)
+            _register(module, name, sub)
         else:
             sub.add_parser(name, help=help_)
     return parser
+
+
+def _register(module: str, name: str, sub: argparse._SubParsersAction) -> None:
+    mod = importlib.import_module(module)
+    register = getattr(mod, f"register_{name}", None) or mod.register
+    register(sub)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,4 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(args.func(args) or 0)
+    if args.debug:
+        return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValueError as err:
+        return _error(str(err))
+    except MemoryError:
+        return _error("out of memory; lower the sizes, or TOOLKIT_MEMORY_LIMIT to be refused early")
+    except OSError as err:
+        where = err.filename if err.filename is not None else ""
+        return _error(f"{where}: {err.strerror or err}" if where else str(err))

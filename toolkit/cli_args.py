@@ -20,21 +20,21 @@ written the same way, parsed by ``toolkit.models.comm.parse_comm``::
     --dist runs/times.csv --column step_time --comm "RingAllReduce(nbytes=4e6, bandwidth=1.25e9)"
 
 Both are parsed with ``ast`` and never evaluated. Bad values raise ValueError whose message starts
-with the flag (``--dist: ...``, ``--comm: ...``); :func:`errors_to_exit_code` turns it into a line
-on stderr and exit code 2.
+with the flag (``--dist: ...``, ``--comm: ...``); ``toolkit.cli.main`` turns it into a line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import sys
+import json
 from collections.abc import Callable
 from typing import Any
 
 from toolkit.models.comm import COMM_MODELS, CommModel, parse_comm
 from toolkit.models.dists import parse_dist
+from toolkit.models.stragglers import parse_compute
 from toolkit.schemes import SCHEMES, Scheme, make_scheme
 
 __all__ = [
@@ -46,8 +46,8 @@ __all__ = [
     "add_dist_args",
     "add_scheme_args",
     "comm_from_args",
+    "compute_from_args",
     "dist_from_args",
-    "errors_to_exit_code",
     "scheme_from_args",
 ]
 
@@ -178,17 +178,31 @@ def _flagged(err: ValueError, fields: dict[str, str]) -> ValueError:
 
 
 def dist_from_args(args: argparse.Namespace, check: Callable[[Any], Any] | None = None) -> Any:
-    """``parse_dist(args.dist, args.column)``, then ``check(dist)`` if given (e.g.
-    ``toolkit.models.dists.check_step_dist``); errors name ``--dist`` or ``--column``."""
+    """The step-time model of ``--dist`` (``toolkit.models.parse_compute``: a scipy.stats call, a
+    .csv trace, or a model such as ``SlowMachines("lognorm(0.5)", fraction=0.1, slowdown=4)``)
+    or of a .csv and ``--column``, then ``check(dist)`` if given (the theory's
+    ``toolkit.models.dists.check_step_dist``, which takes i.i.d. distributions only); errors name
+    ``--dist`` or ``--column``."""
     if getattr(args, "dist", None) is None:
         raise ValueError("--dist: a step-time distribution is required")
+    column = getattr(args, "column", None)
     try:
-        dist = parse_dist(args.dist, getattr(args, "column", None))
+        dist = parse_dist(args.dist, column) if column is not None else parse_compute(args.dist)
         if check is not None:
             check(dist)
     except ValueError as err:
-        raise _flagged(err, {"dist": "--dist", "column": "--column"}) from None
+        text = str(err).removeprefix("compute: ")
+        raise _flagged(ValueError(text), {"dist": "--dist", "column": "--column"}) from None
     return dist
+
+
+def compute_from_args(args: argparse.Namespace) -> str:
+    """The step-time model as a RunConfig writes it (``toolkit.models.parse_compute``): the
+    ``--dist`` text, or ``Empirical("<csv>", column="<--column>")``; checked by parsing it."""
+    dist_from_args(args)
+    if getattr(args, "column", None) is not None:
+        return f"Empirical({json.dumps(args.dist)}, column={json.dumps(args.column)})"
+    return args.dist
 
 
 def comm_from_args(args: argparse.Namespace) -> CommModel | None:
@@ -198,19 +212,3 @@ def comm_from_args(args: argparse.Namespace) -> CommModel | None:
         return parse_comm(getattr(args, "comm", None))
     except ValueError as err:
         raise _flagged(err, {"comm": "--comm"}) from None
-
-
-def errors_to_exit_code(
-    func: Callable[[argparse.Namespace], int | None],
-) -> Callable[[argparse.Namespace], int]:
-    """Decorate a command: a ValueError becomes ``error: <message>`` on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args) or 0)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-
-    return run

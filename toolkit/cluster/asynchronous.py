@@ -120,37 +120,44 @@ def async_heap(run: Run) -> pd.DataFrame:
 
     for w in range(M):
         start(w, 0.0)
-    cols: list[list] = [[] for _ in range(7)]
-    R_upd, R_time, R_w, R_start, R_batch, R_ct, R_cm = cols
+    cols: list[list] = [[] for _ in range(6)]
+    R_time, R_w, R_start, R_batch, R_ct, R_f = cols
     serve = fifo_link(s)
+    push, pop = heapq.heappush, heapq.heappop
     i = 0
     while i < N:
         if not heap:
             dead = ", ".join(f"worker {w} failed at t={tl.dead_since(w):.6g}" for w in range(M))
             run.stall(f"stalled after {i // k} updates: every worker failed ({dead})")
             break
-        f, w, x, st = heapq.heappop(heap)
+        f, w, x, st = pop(heap)
         done = serve(f + lat)
-        R_upd.append(i // k)
+        j = ptr[w]
         R_time.append(done)
         R_w.append(w)
         R_start.append(st)
-        R_batch.append(ptr[w])
+        R_batch.append(j)
         R_ct.append(x)
-        R_cm.append(done - f)
+        R_f.append(f)
         i += 1
-        ptr[w] += 1
-        start(w, done)
-    upd, times, worker, restart, batch, ct, cm = (np.asarray(c) for c in cols)
-    upd = upd.astype(np.int64)
-    times = times.astype(float)
+        ptr[w] = j = j + 1
+        if tl is not None:
+            start(w, done)
+            continue
+        if j >= drawn[w]:  # start(w, done), inlined on the path without failures
+            streams.ensure_worker(w, j + 1)
+        x = float(draws[w][j])
+        push(heap, (done + x, w, x, done))
+    times, worker, restart, batch, ct, fin = (np.asarray(c, dtype=float) for c in cols)
+    upd = np.arange(len(times), dtype=np.int64) // k
+    cm = times - fin
     full = (len(upd) // k) * k
     used = np.arange(len(upd)) < full
     ends = times[k - 1 : full : k].copy()  # update times, non-decreasing
     if k > 1 and full:
         times[:full] = np.repeat(ends, k)
     # a gradient reads every update applied by the time its worker (re)started
-    version = np.searchsorted(ends, restart.astype(float), side="right")
+    version = np.searchsorted(ends, restart, side="right")
     return sort_shared(
         make_frame(
             kind=GRAD,
@@ -161,8 +168,8 @@ def async_heap(run: Run) -> pd.DataFrame:
             staleness=np.where(used, upd - version, 0),
             used=used,
             batch=batch.astype(np.int64),
-            compute_time=ct.astype(float),
-            comm_time=cm.astype(float),
+            compute_time=ct,
+            comm_time=cm,
         )
     )
 

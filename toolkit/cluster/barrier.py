@@ -104,18 +104,27 @@ def barrier_failures(run: Run) -> pd.DataFrame:
     )
 
 
-def _kbatch_round(draws, ptr: np.ndarray, k: int, r: int) -> tuple[np.ndarray, ...]:
+def _kbatch_round(draws, ptr: np.ndarray, k: int, r: int, keys: dict) -> tuple[np.ndarray, ...]:
     """One K-batch-sync update from a common start: each worker runs ``r`` (grown until enough)
     batches back to back; the first k finishes (ties by worker id, then batch) are used.
     Returns (T, used, done, inflight, starts, D, r): the update's time from the start, then
-    arrays of shape (M, r) over each worker's batches, and the r used."""
+    arrays of shape (M, r) over each worker's batches, and the r used. ``keys`` caches, per r,
+    the row and batch indices and the tie-break keys."""
     M = len(ptr)
-    rows_w = np.arange(M)[:, None]
     while True:
-        D = draws.matrix(int(ptr.max()) + r)[rows_w, ptr[:, None] + np.arange(r)]
+        if r not in keys:
+            keys[r] = (
+                np.arange(M)[:, None],
+                np.arange(r),
+                np.tile(np.arange(r), M),
+                np.repeat(np.arange(M), r),
+            )
+        rows_w, cols, jj, ww = keys[r]
+        D = draws.matrix(int(ptr.max()) + r)[rows_w, ptr[:, None] + cols]
         ends = np.cumsum(D, axis=1)
-        order = np.lexsort((np.tile(np.arange(r), M), np.repeat(np.arange(M), r), ends.ravel()))
-        T = ends.ravel()[order[k - 1]]
+        flat = ends.ravel()
+        order = np.lexsort((jj, ww, flat))
+        T = flat[order[k - 1]]
         if np.all(ends[:, -1] >= T):
             break
         r *= 2
@@ -135,8 +144,9 @@ def kbatch(run: Run) -> pd.DataFrame:
     r = max(2, 2 * math.ceil(k / M))
     S = 0.0
     parts = []
+    keys: dict = {}
     for u in range(U):
-        T, used, done, inflight, starts, D, r = _kbatch_round(run.streams, ptr, k, r)
+        T, used, done, inflight, starts, D, r = _kbatch_round(run.streams, ptr, k, r, keys)
         row = done | inflight
         w_idx, j_idx = np.nonzero(row)
         used_rows = used[w_idx, j_idx]
@@ -190,6 +200,20 @@ def delayed_updates(
     C, hist, prev, t0 = (s.copy() if isinstance(s, np.ndarray) else s for s in state)
     XT = np.moveaxis(X, -1, 0)
     A = np.empty((U, *batch))
+    if not batch:  # one cluster (the clock): the per-step scalars as Python floats
+        prev = float(prev)
+        for i in range(U):
+            if i > delay:  # A_{t-delay-1} from this call, else from the state's ring buffer
+                np.maximum(C, A[i - delay - 1], out=C)
+            elif t0 + i > delay:
+                np.maximum(C, hist[(t0 + i - delay - 1) % (delay + 1)], out=C)
+            C += XT[i]
+            top = C.max()
+            prev = (top if top > prev else prev) + c
+            A[i] = prev
+        for i in range(max(0, U - delay - 1), U):
+            hist[(t0 + i) % (delay + 1)] = A[i]
+        return A, (C, hist, np.asarray(prev), t0 + U)
     for i in range(U):
         t = t0 + i
         if t > delay:

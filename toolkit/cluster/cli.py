@@ -20,7 +20,6 @@ from toolkit.cli_args import (
     add_scheme_args,
     comm_from_args,
     dist_from_args,
-    errors_to_exit_code,
     scheme_from_args,
 )
 from toolkit.cluster.clock import simulate
@@ -48,7 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-@errors_to_exit_code
 def run(args: argparse.Namespace) -> int:
     scheme = scheme_from_args(args)
     sched = simulate(
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         sched.save(args.out)
     summary = sched.summary()
-    print(f"{scheme!r}  dist={args.dist}  updates={args.updates}  seed={args.seed}")
+    print(f"{scheme}  dist={args.dist}  updates={args.updates}  seed={args.seed}")
     print(json.dumps(summary, indent=2))
     if sched.status != "ok":
         print(f"status: {sched.status}: {sched.message}")

@@ -70,13 +70,14 @@ from toolkit.cluster.barrier import barrier, barrier_failures, delayed, kbatch
 from toolkit.cluster.replicas import replicas_async, replicas_sync
 from toolkit.cluster.schedule import Schedule
 from toolkit.cluster.state import Run
+from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel
 from toolkit.models.failures import Failures
 from toolkit.models.seeds import child_seed
 from toolkit.models.stragglers import Streams, as_compute
 from toolkit.schemes import Rule, Scheme
 
-__all__ = ["simulate"]
+__all__ = ["estimate_bytes", "simulate"]
 
 
 def simulate(
@@ -104,10 +105,13 @@ def simulate(
         raise ValueError(f"failures: expected None or a Failures object, got {failures!r}")
     model = as_compute(compute)
     rule = scheme.rule
+    model.check(rule.machines)
+    path = _path(rule, comm, failures is not None)
+    _check_footprint(scheme, path, updates)
     streams = Streams(model, rule.machines, child_seed(seed, 0))
     timeline = None if failures is None else failures.timeline(rule.machines, child_seed(seed, 1))
     run = Run(rule, streams, comm, updates, timeline)
-    frame = _path(rule, run)(run)
+    frame = path(run)
     meta = {
         "scheme": scheme.to_dict(),
         "compute": repr(model),
@@ -119,14 +123,11 @@ def simulate(
     return Schedule(frame, meta=meta, status=run.status, message=run.message)
 
 
-def _path(rule: Rule, run: Run):
+def _path(rule: Rule, comm: CommModel | None, failing: bool):
     """The clock path for a rule (module docstring); failures only where a path handles them."""
-    failing = run.timeline is not None
     if rule.replicas:
         if failing:
-            raise ValueError(
-                "failures: not supported for replica schemes (EASGD, LocalSGD, DiLoCo)"
-            )
+            raise ValueError("failures: not supported for replica schemes (EASGD, LocalSGD, ...)")
         return replicas_sync if rule.barrier else replicas_async
     if rule.barrier:
         if failing and (rule.repeat or rule.delay):
@@ -138,4 +139,50 @@ def _path(rule: Rule, run: Run):
         if failing:
             raise ValueError("failures: not supported for KAsync")
         return kasync
-    return async_merge if not failing and run.server_time == 0.0 else async_heap
+    link = comm is not None and comm.message_time() > 0 and comm.server_time() > 0
+    return async_heap if failing or link else async_merge
+
+
+# Memory of a run, measured on this toolkit (peak RSS per Schedule row, numpy 2 / pandas 2):
+# the row's columns plus each path's temporaries (sorts, Python lists of the event loops).
+_BYTES_PER_ROW = {
+    barrier: 150,
+    barrier_failures: 450,
+    delayed: 150,
+    kbatch: 250,
+    async_merge: 200,
+    async_heap: 450,
+    kasync: 300,
+    replicas_sync: 250,
+    replicas_async: 250,
+}
+_BYTES_PER_WORKER = 2_500  # a worker's random generator, seed and stream of step times
+
+
+def estimate_bytes(scheme: Scheme, updates: int, comm: CommModel | None = None) -> float:
+    """Memory :func:`simulate` needs for ``updates`` updates of ``scheme`` (measured per Schedule
+    row and per worker), without failures."""
+    return _footprint(scheme, _path(scheme.rule, comm, False), updates)[0]
+
+
+def _footprint(scheme: Scheme, path, updates: int) -> tuple[float, float, float]:
+    """(bytes, Schedule rows, bytes of the workers' streams)."""
+    rule = scheme.rule
+    m, q = rule.machines, rule.quorum
+    if rule.replicas:
+        rows = updates * m * (1 + 1 / rule.period)
+    elif rule.barrier:
+        rows = updates * (m + q if rule.repeat else m)
+    else:
+        rows = updates * q
+    workers = m * _BYTES_PER_WORKER
+    return rows * _BYTES_PER_ROW[path] + workers, rows, workers
+
+
+def _check_footprint(scheme: Scheme, path, updates: int) -> None:
+    """Refuse, before any allocation, a simulation that would not fit (toolkit.limits)."""
+    need, rows, workers = _footprint(scheme, path, updates)
+    argument = "n" if workers > need / 2 else "updates"
+    m = scheme.rule.machines
+    what = f"simulate({scheme}, updates={updates}) ({rows:.3g} Schedule rows, {m} workers)"
+    check_memory(argument, what, need)

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.files import atomic_write
+
 __all__ = ["COLUMNS", "KINDS", "Schedule", "make_frame", "sort_shared"]
 
 KINDS = ("grad", "exchange")
@@ -116,6 +118,33 @@ class Schedule:
         g = self.used
         return int(g["update"].max()) + 1 if len(g) else 0
 
+    @property
+    def rows(self) -> int:
+        """Rows a replay of this Schedule records: its updates for shared-parameter schemes, its
+        centre updates (distinct ``update`` indices of exchange rows) for replica schemes."""
+        ex = self.frame["kind"].to_numpy() == "exchange"
+        if ex.any():
+            return int(self.frame.loc[ex, "update"].nunique())
+        return self.updates
+
+    def until(self, time: float) -> Schedule:
+        """The prefix of the run up to simulated ``time``: the updates (centre updates for
+        replica schemes) applied by then, with the gradients they read; local steps are kept
+        (replay computes none after a worker's last exchange)."""
+        f = self.frame
+        ex = f["kind"].to_numpy() == "exchange"
+        t = f["time"].to_numpy()
+        if ex.any():
+            late = np.unique(f.loc[ex & (t > time), "update"].to_numpy())
+            drop = ex & np.isin(f["update"].to_numpy(), late)
+        else:
+            u = f["update"].to_numpy()
+            used = f["used"].to_numpy()
+            late = u[used & (t > time)]
+            drop = u >= (late.min() if len(late) else np.iinfo(np.int64).max)
+        meta = dict(self.meta, time_budget=float(time))
+        return Schedule(f[~drop].reset_index(drop=True), meta, self.status, self.message)
+
     def update_times(self) -> np.ndarray:
         """Wall-clock time of each update u = 0, 1, ... (shared-parameter schemes)."""
         g = self.used
@@ -146,15 +175,19 @@ class Schedule:
         """Write Parquet (``.parquet``) or CSV (``.csv``); meta and status travel in a sidecar
         ``<path>.json`` so both formats round-trip without loss."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".parquet":
-            self.frame.to_parquet(path, index=False)
-        elif path.suffix == ".csv":
-            self.frame.to_csv(path, index=False, float_format="%.17g")
-        else:
+        if path.suffix not in (".parquet", ".csv"):
             raise ValueError(f"path: use a .parquet or .csv suffix, got {path.name!r}")
-        sidecar = {"meta": self.meta, "status": self.status, "message": self.message}
-        path.with_suffix(path.suffix + ".json").write_text(json.dumps(sidecar, indent=2))
+        if path.is_dir():
+            raise ValueError(f"path: {str(path)!r} is a directory; give a file name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = json.dumps({"meta": self.meta, "status": self.status, "message": self.message})
+        atomic_write(path.with_suffix(path.suffix + ".json"), lambda tmp: tmp.write_text(sidecar))
+        if path.suffix == ".parquet":
+            atomic_write(path, lambda tmp: self.frame.to_parquet(tmp, index=False))
+        else:
+            atomic_write(
+                path, lambda tmp: self.frame.to_csv(tmp, index=False, float_format="%.17g")
+            )
         return path
 
     @classmethod

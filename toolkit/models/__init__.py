@@ -22,6 +22,7 @@ from toolkit.models.stragglers import (
     SlowMachines,
     Trace,
     as_compute,
+    parse_compute,
 )
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "check_step_dist",
     "exchange_cost",
     "parse_comm",
+    "parse_compute",
     "parse_dist",
 ]

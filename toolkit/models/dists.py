@@ -117,10 +117,14 @@ def parse_dist(text: str, column: str | None = None) -> object:
     a ``.csv`` path into ``Empirical.from_csv(path, column)``. Uses ``ast`` (never ``eval``): only
     literal arguments are accepted. ``"expon"`` alone means ``expon()``."""
     text = str(text).strip()
+    if Path(text).is_dir():
+        raise ValueError(f"dist: {text!r} is a directory, not a distribution or a .csv trace")
     if text.lower().endswith(".csv"):
         if not Path(text).exists():
             raise ValueError(f"dist: trace file {text!r} does not exist")
         return Empirical.from_csv(text, column=column)
+    if column is not None:
+        raise ValueError(f"column: only for a .csv trace, not for the distribution {text!r}")
     name, args, kwargs = parse_call(text, "dist")
     family = getattr(stats, name, None)
     if isinstance(family, stats.rv_discrete):

@@ -30,10 +30,12 @@ import numpy as np
 import pandas as pd
 
 from toolkit.checks import check_int, check_interval
-from toolkit.models.dists import check_step_dist, dist_repr, is_dist
+from toolkit.models.dists import check_step_dist, dist_repr, is_dist, parse_call, parse_dist
+from toolkit.models.empirical import Empirical
 from toolkit.models.seeds import child_seed
 
 __all__ = [
+    "COMPUTE_MODELS",
     "IID",
     "ComputeModel",
     "Markov",
@@ -41,6 +43,7 @@ __all__ = [
     "SlowMachines",
     "Trace",
     "as_compute",
+    "parse_compute",
 ]
 
 Sampler = Callable[[int], np.ndarray]
@@ -327,3 +330,57 @@ class Streams:
             cols = int(self.length.min()) if self.n else m
             self._dense = np.stack([r[:cols] for r in self.rows]) if self.n else np.empty((0, m))
         return self._dense
+
+
+def _dist_arg(name: str, value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a distribution written as a string, got {value!r}")
+    return parse_dist(value)
+
+
+def _build(name: str, args: list, kwargs: dict) -> ComputeModel | Empirical:
+    if name == "PerWorker":
+        (dists,) = args or [kwargs.pop("dists")]
+        return PerWorker([_dist_arg(f"dists[{i}]", d) for i, d in enumerate(dists)])
+    if name in ("SlowMachines", "Markov", "IID"):
+        dist = args.pop(0) if args else kwargs.pop("dist")
+        return COMPUTE_MODELS[name](_dist_arg("dist", dist), *args, **kwargs)
+    if name == "Trace":
+        (path,) = args or [kwargs.pop("path")]
+        return Trace.from_csv(path)
+    (path,) = args or [kwargs.pop("path")]  # Empirical
+    return Empirical.from_csv(path, **kwargs)
+
+
+COMPUTE_MODELS = {
+    "IID": IID,
+    "PerWorker": PerWorker,
+    "SlowMachines": SlowMachines,
+    "Markov": Markov,
+    "Trace": Trace,
+    "Empirical": Empirical,
+}
+
+
+def parse_compute(text: str) -> object:
+    """A step-time model from its text: a scipy.stats call or a ``.csv`` trace
+    (:func:`~toolkit.models.dists.parse_dist`), or one of :data:`COMPUTE_MODELS` written as a
+    call whose distributions are strings, e.g. ``SlowMachines("lognorm(0.5)", fraction=0.1,
+    slowdown=4)``, ``Markov("expon()", slowdown=4, p_slow=0.05, p_recover=0.5)``,
+    ``PerWorker(["expon()", "expon(scale=2)"])``, ``Trace("times.csv")``,
+    ``Empirical("times.csv", column="step_time")``. Literal arguments only (``ast``); errors start
+    with ``compute``."""
+    text = str(text).strip()
+    try:
+        if text.lower().endswith(".csv"):
+            return parse_dist(text)
+        name, args, kwargs = parse_call(text, "compute")
+        if name not in COMPUTE_MODELS:
+            return parse_dist(text)
+        try:
+            return _build(name, list(args), dict(kwargs))
+        except (TypeError, KeyError) as err:
+            raise ValueError(f"compute: bad arguments for {name}: {err}") from None
+    except ValueError as err:
+        msg = str(err)
+        raise ValueError(msg if msg.startswith("compute") else f"compute: {msg}") from None

@@ -18,12 +18,13 @@ def plot_curves(
     y: str = "test_accuracy",
     by: str = "scheme",
     budget: float | None = None,
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """``y`` against ``x`` for each value of ``by`` (rows of Results frames, e.g. their
     evaluations, with a ``by`` column). With several seeds (a ``seed`` column) the line is the
     mean over seeds at each update and the band spans best to worst; ``budget`` limits the x
-    axis."""
+    axis. Simulated time is in the step-time model's unit (seconds in the built-in defaults)."""
     fig, (ax,) = axes(ax, width=6.5)
     seeds = curves["seed"].nunique() if "seed" in curves else 1
     for name, g in curves.groupby(by, sort=False):
@@ -38,7 +39,9 @@ def plot_curves(
     if budget is not None:
         ax.set_xlim(0, budget)
     what = "mean, band = best/worst over seeds" if seeds > 1 else None
-    ax.set_xlabel("simulated wall-clock time" if x == "time" else x)
+    ax.set_xlabel("simulated wall-clock time (s)" if x == "time" else x)
     ax.set_ylabel(y.replace("_", " ") + (f" ({what})" if what else ""))
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return fig

@@ -38,9 +38,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device: not a torch device: {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU build" if torch.version.cuda is None else "no visible GPU"
+        raise ValueError(
+            f"device: {device!r} needs CUDA, but this torch {torch.__version__} has {build}; "
+            "install a CUDA build of torch (make demo TORCH=torch) or use --device cpu"
+        )
+    return dev
 
 
 def batches(data: dict, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,6 +244,29 @@ class VersionStore:
         self._slot[self.newest] = s
         self.peak = max(self.peak, len(self._slot))
         return self.data[s]
+
+    def state(self) -> dict:
+        """The versions held (ids and rows, on the CPU) and the newest: a checkpoint's entry."""
+        ids = sorted(self._slot)
+        rows = self.data.index_select(
+            0, torch.as_tensor([self._slot[v] for v in ids]).to(self.data.device)
+        )
+        return {
+            "ids": torch.tensor(ids, dtype=torch.int64),
+            "rows": rows.cpu(),
+            "newest": self.newest,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Hold exactly the versions of :meth:`state` (in slots 0, 1, ...)."""
+        ids = state["ids"].tolist()
+        if len(ids) > self.capacity:
+            raise ValueError(f"checkpoint: {len(ids)} versions for a store of {self.capacity}")
+        self.data[: len(ids)] = state["rows"].to(device=self.data.device, dtype=self.data.dtype)
+        self._slot = {int(v): i for i, v in enumerate(ids)}
+        self._free = list(range(self.capacity - 1, len(ids) - 1, -1))
+        self.newest = int(state["newest"])
+        self.peak = max(self.peak, len(ids))
 
     def release(self, version: int) -> None:
         """Free the slot of ``version`` (no longer read); the newest version cannot be freed."""

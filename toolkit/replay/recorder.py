@@ -1,9 +1,10 @@
 """The rows of a replay run: train losses kept on the device, evaluations at check points,
-checkpoints, and the divergence check."""
+checkpoints, the divergence check, and an optional stop at a target metric."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,11 +23,21 @@ class Recorder:
     replay loops) and are copied to the host in one transfer at every evaluation point and
     every ``check_every`` rows, so an update costs no host<->device synchronisation. Divergence
     (a non-finite train loss) is therefore detected at those points: the run stops at the first
-    check after it, keeping every row up to the check (their losses are NaN/inf).
+    check after it, keeping every row up to the check (their losses are NaN/inf). ``stop_at``
+    (an evaluation's metrics -> bool) ends the run at the first evaluation where it holds
+    (``stopped`` says why). :meth:`state` and :meth:`restore` carry the rows across a resume.
     """
 
     def __init__(
-        self, n_rows, eval_every, evaluate, checkpoint, bar, device, check_every=CHECK_EVERY
+        self,
+        n_rows: int,
+        eval_every: int,
+        evaluate: Callable[[torch.Tensor], dict],
+        checkpoint: Callable[[], None],
+        bar,
+        device: torch.device,
+        check_every: int = CHECK_EVERY,
+        stop_at: Callable[[dict], bool] | None = None,
     ) -> None:
         self.n_rows = n_rows
         self.eval_every = eval_every
@@ -34,6 +45,7 @@ class Recorder:
         self.checkpoint = checkpoint
         self.bar = bar
         self.check_every = check_every
+        self.stop_at = stop_at
         self.loss_dev = torch.full((n_rows,), math.nan, dtype=torch.float64, device=device)
         self.loss = np.full(n_rows, math.nan)
         self.has_loss = np.zeros(n_rows, dtype=bool)
@@ -41,6 +53,7 @@ class Recorder:
         self.rows: list[tuple] = []
         self.test: dict[int, dict] = {}
         self.diverged = ""
+        self.stopped = ""
 
     def add(
         self,
@@ -71,6 +84,9 @@ class Recorder:
                 self.diverged = f"test loss became {res['test_loss']} at update {update}"
                 return False
             self.checkpoint()
+            if self.stop_at is not None and self.stop_at(res):
+                self.stopped = f"target reached at update {update}"
+                return False
         return True
 
     def sync(self) -> bool:
@@ -88,6 +104,44 @@ class Recorder:
             self.diverged = f"train loss became {vals[i]} at update {self.rows[a + i][0]}"
             return False
         return True
+
+    def state(self) -> dict:
+        """The rows so far, as tensors and plain values (a checkpoint's ``rec`` entry)."""
+        self.sync()
+        r = len(self.rows)
+        keys = sorted(self.test)
+        f64 = torch.float64
+        return {
+            "rows": torch.tensor(self.rows, dtype=f64).reshape(r, 4),
+            "loss": torch.from_numpy(self.loss[:r].copy()),
+            "has_loss": torch.from_numpy(self.has_loss[:r].copy()),
+            "test_rows": torch.tensor(keys, dtype=torch.int64),
+            "test_loss": torch.tensor([self.test[i]["test_loss"] for i in keys], dtype=f64),
+            "test_accuracy": torch.tensor(
+                [self.test[i].get("test_accuracy", math.nan) for i in keys], dtype=f64
+            ),
+            "diverged": self.diverged,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`: the same rows, losses and evaluations."""
+        rows = state["rows"].numpy()
+        r = len(rows)
+        self.rows = [(int(u), float(t), float(s), float(b)) for u, t, s, b in rows]
+        self.loss[:r] = state["loss"].numpy()
+        self.has_loss[:r] = state["has_loss"].numpy()
+        self.loss_dev[:r] = torch.as_tensor(self.loss[:r], device=self.loss_dev.device)
+        self.synced = r
+        acc = state["test_accuracy"].numpy()
+        self.test = {}
+        for i, row in enumerate(state["test_rows"].tolist()):
+            res = {"test_loss": float(state["test_loss"][i])}
+            if not math.isnan(acc[i]):
+                res["test_accuracy"] = float(acc[i])
+            self.test[row] = res
+        self.diverged = state["diverged"]
+        if self.bar is not None:
+            self.bar.update(r)
 
     def frame(self) -> pd.DataFrame:
         self.sync()

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from toolkit.cluster.schedule import Schedule
+from toolkit.limits import check_memory
 from toolkit.replay.batched import batches
 from toolkit.replay.recorder import Recorder
 from toolkit.schemes import Replicated
+from toolkit.schemes.updates import Step
 
 __all__ = ["ReplicaState", "replay_replicas"]
 
@@ -28,12 +30,14 @@ class ReplicaState:
     state. The rule's functions are pure; this class gathers the rows of the workers taking part
     and scatters the results back. The gradient points differ from the replicas only after an
     elastic exchange (EASGD's next gradient is taken at the pre-exchange value), so ``points``
-    is allocated only once an exchange returns points other than the new replicas."""
+    is allocated only once an exchange returns points other than the new replicas, and a row of
+    it is not rewritten when it already holds that value (``pts_current``)."""
 
     def __init__(self, rules: Replicated, start: torch.Tensor, n: int) -> None:
         self.rules = rules
         self.x = start.unsqueeze(0).repeat(n, 1)
         self.pts: torch.Tensor | None = None
+        self.pts_current = np.ones(n, dtype=bool)  # pts[w] holds x[w] (kept after local steps)
         self.local = rules.local.init(self.x)
         self.centre = start.clone()
         self.exchange_state = rules.exchange.init(self.centre)
@@ -44,8 +48,9 @@ class ReplicaState:
         local = None if self.local is None else self.local.index_select(0, idx)
         return self.rules.local.point(base, local)
 
-    def local_step(self, idx: torch.Tensor, grads: torch.Tensor) -> None:
-        """Apply the local gradients ``grads`` [k, P] of workers ``idx``."""
+    def local_step(self, idx: torch.Tensor, grads: torch.Tensor, rows=None) -> None:
+        """Apply the local gradients ``grads`` [k, P] of workers ``idx`` (``rows``: the same
+        indices as a numpy array, to spare a device read)."""
         local = None if self.local is None else self.local.index_select(0, idx)
         step, local = self.rules.local.update(grads, local)
         if local is not None:
@@ -53,19 +58,57 @@ class ReplicaState:
         self.x.index_add_(0, idx, step.direction, alpha=step.scale)
         if self.pts is not None:
             self.pts.index_copy_(0, idx, self.x.index_select(0, idx))
+        self.pts_current[idx.cpu().numpy() if rows is None else rows] = True
 
-    def exchange(self, idx: torch.Tensor) -> None:
-        """One centre update in which workers ``idx`` meet the centre."""
+    def state(self) -> dict:
+        """The tensors (on the CPU) and rule states, for a checkpoint."""
+
+        def cpu(x):
+            return None if x is None else x.detach().cpu().clone()
+
+        return {
+            "x": cpu(self.x),
+            "pts": cpu(self.pts),
+            "local": cpu(self.local),
+            "centre": cpu(self.centre),
+            "exchange": cpu(self.exchange_state),
+            "pts_current": torch.from_numpy(self.pts_current.copy()),
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`."""
+
+        def like(x):
+            return None if x is None else x.to(device=self.x.device, dtype=self.x.dtype)
+
+        self.x = like(state["x"])
+        self.pts = like(state["pts"])
+        self.local = like(state["local"])
+        self.centre = like(state["centre"])
+        self.exchange_state = like(state["exchange"])
+        self.pts_current = state["pts_current"].numpy().copy()
+
+    def exchange(self, idx: torch.Tensor, rows=None) -> None:
+        """One centre update in which workers ``idx`` (``rows`` as numpy) meet the centre."""
         xs = self.x.index_select(0, idx)
         new, pts, self.centre, self.exchange_state = self.rules.exchange.apply(
             xs, self.centre, self.exchange_state
         )
-        self.x.index_copy_(0, idx, new)
-        if pts is not new:
-            if self.pts is None:
+        rows = idx.cpu().numpy() if rows is None else rows
+        if pts is not new and not (
+            pts is xs and self.pts is not None and self.pts_current[rows].all()
+        ):
+            if self.pts is None:  # the points part from the replicas from now on
                 self.pts = self.x.clone()
-            self.pts.index_copy_(0, idx, pts)
-        elif self.pts is not None:
+            self.pts.index_copy_(
+                0, idx, pts
+            )  # (points that are the old replicas are there already)
+        if isinstance(new, Step):  # a move of the replicas, applied in place
+            self.x.index_add_(0, idx, new.direction, alpha=new.scale)
+        else:
+            self.x.index_copy_(0, idx, new)
+        self.pts_current[rows] = pts is new
+        if pts is new and self.pts is not None:
             self.pts.index_copy_(0, idx, new)
 
 
@@ -114,9 +157,13 @@ def replay_replicas(
     nbytes: float | None,
     max_samples: int,
     max_rows: int,
+    safe_point=None,
+    resume: dict | None = None,
 ) -> None:
     """Replay a replica Schedule (module docstring); one row per centre update goes to ``rec``
-    and the centre to ``state["params"]``."""
+    and the centre to ``state["params"]``. After every centre update ``safe_point(rows,
+    snapshot)`` (when given) may take ``snapshot()``: the replicas, centre, rule states and
+    positions, which ``resume`` takes back."""
     frame = schedule.frame
     steps_batch, steps_used = _local_steps(frame, n)
     ex_w, ex_t, bounds, queue = _exchanges(frame, n, steps_batch)
@@ -126,11 +173,23 @@ def replay_replicas(
     pos = np.zeros(n, dtype=np.int64)
     loss_acc = torch.zeros(n, dtype=torch.float64, device=dev)  # per worker, on the device
     loss_cnt = np.zeros(n, dtype=np.int64)
-    reps = ReplicaState(rules, fm.flat(), n)
+    flat0 = fm.flat()
+    copies = 3 + (rules.local.momentum > 0)  # replicas, gradient points, gradients, velocities
+    what = f"replaying {n} replicas of {fm.size} parameters"
+    check_memory("n", what, copies * n * fm.size * flat0.element_size())
+    reps = ReplicaState(rules, flat0, n)
+    first = 0
+    if resume is not None:
+        first = int(resume["k"])
+        reps.restore(resume["replicas"])
+        pos, qpos, limit, loss_cnt = (
+            resume[k].numpy().copy() for k in ("pos", "qpos", "limit", "cnt")
+        )
+        loss_acc = resume["acc"].to(dev)
     state["params"] = reps.centre
     # points + gradients (+ temporaries of the momentum rule), [k, P] each, within max_bytes
     per_call = max(1, min(max_samples // stream.batch_size, max_rows // 4))
-    for k_i in range(len(bounds) - 1):
+    for k_i in range(first, len(bounds) - 1):
         ws = ex_w[bounds[k_i] : bounds[k_i + 1]].copy()
         while True:  # every worker to its next exchange, all steppable workers in one call
             active = np.flatnonzero(pos < limit)
@@ -144,12 +203,12 @@ def replay_replicas(
                 x, y = batches(data, stream.many(ca, bts))
                 idx_t = torch.as_tensor(ca, device=dev)
                 grads, losses = fm.grads(reps.points(idx_t), x, y)
-                reps.local_step(idx_t, grads)
+                reps.local_step(idx_t, grads, ca)
                 loss_acc.index_add_(0, idx_t, losses.double())  # distinct workers
                 loss_cnt[ca] += 1
             pos[active] += 1
         ws_t = torch.as_tensor(ws, device=dev)
-        reps.exchange(ws_t)
+        reps.exchange(ws_t, ws)
         state["params"] = reps.centre
         cnt = int(loss_cnt[ws].sum())
         if cnt:
@@ -163,3 +222,16 @@ def replay_replicas(
         t = float(ex_t[bounds[k_i] : bounds[k_i + 1]].max())
         if not rec.add(k_i, t, 0.0, row_bytes, reps.centre, has_loss=bool(cnt)):
             return
+        if safe_point is not None:
+
+            def snapshot(k=k_i + 1) -> dict:
+                arrays = {"pos": pos, "qpos": qpos, "limit": limit, "cnt": loss_cnt}
+                return {
+                    "path": "replicas",
+                    "k": k,
+                    "replicas": reps.state(),
+                    "acc": loss_acc.cpu().clone(),
+                    **{key: torch.from_numpy(a.copy()) for key, a in arrays.items()},
+                }
+
+            safe_point(k_i + 1, snapshot)

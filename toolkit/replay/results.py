@@ -24,14 +24,14 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from toolkit.files import atomic_write
 
 __all__ = ["COLUMNS", "Results"]
 
@@ -65,18 +65,6 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _atomic(target: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temporary file next to ``target``, then ``os.replace`` it onto
-    ``target``; the temporary file is removed if ``write`` fails (or is interrupted)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class Results:
     """A replay's table (``frame``), ``manifest`` (plain values), ``status`` and final params."""
@@ -100,7 +88,7 @@ class Results:
         """Rows where the test split was evaluated."""
         return self.frame[self.frame["test_loss"].notna().to_numpy()]
 
-    def save(self, path: str | Path, fmt: str = "parquet") -> Path:
+    def save(self, path: str | Path, fmt: str = "parquet", extra: dict | None = None) -> Path:
         """Write ``path/results.parquet`` (or ``.csv``), ``path/manifest.json`` and, when
         present, ``path/params.pt``; :meth:`load` reads them back without loss.
 
@@ -116,32 +104,44 @@ class Results:
         path.mkdir(parents=True, exist_ok=True)
         target = path / FRAME_FILE[fmt]
         if fmt == "parquet":
-            _atomic(target, lambda tmp: self.frame.to_parquet(tmp, index=False))
+            atomic_write(target, lambda tmp: self.frame.to_parquet(tmp, index=False))
         else:
-            _atomic(target, lambda tmp: self.frame.to_csv(tmp, index=False, float_format="%.17g"))
+            atomic_write(
+                target, lambda tmp: self.frame.to_csv(tmp, index=False, float_format="%.17g")
+            )
         for other in FRAME_FILE.values():
             if other != target.name:
                 (path / other).unlink(missing_ok=True)
         if self.params is not None:
             params = self.params.detach().cpu()
-            _atomic(path / PARAMS_FILE, lambda tmp: torch.save(params, tmp))
+            atomic_write(path / PARAMS_FILE, lambda tmp: torch.save(params, tmp))
         else:
             (path / PARAMS_FILE).unlink(missing_ok=True)
         meta = {"status": self.status, "message": self.message, "manifest": _plain(self.manifest)}
+        meta.update(_plain(extra or {}))
         text = json.dumps(meta, indent=2)
-        _atomic(path / MANIFEST_FILE, lambda tmp: tmp.write_text(text))
+        atomic_write(path / MANIFEST_FILE, lambda tmp: tmp.write_text(text))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
         path = Path(path)
+        manifest = path / MANIFEST_FILE
+        meta = json.loads(manifest.read_text()) if manifest.exists() else {}
+        run = meta.get("run", {})
+        if run and not run.get("complete"):
+            raise ValueError(
+                f"path: the run in {str(path)!r} is not complete (its last checkpoint is at row "
+                f"{run.get('rows', 0)}); continue it with `toolkit run --resume`"
+            )
         if (path / FRAME_FILE["parquet"]).exists():
             frame = pd.read_parquet(path / FRAME_FILE["parquet"])
         elif (path / FRAME_FILE["csv"]).exists():
             frame = pd.read_csv(path / FRAME_FILE["csv"])
         else:
             raise ValueError(f"path: no results.parquet or results.csv in {str(path)!r}")
-        meta = json.loads((path / MANIFEST_FILE).read_text())
+        if not meta:
+            raise ValueError(f"path: no manifest.json in {str(path)!r}")
         params = None
         if (path / PARAMS_FILE).exists():
             params = torch.load(path / PARAMS_FILE, weights_only=True)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from toolkit.cluster.schedule import Schedule
+from toolkit.limits import check_memory
 from toolkit.replay.batched import VersionStore, batches, max_live
 from toolkit.replay.recorder import Recorder
 from toolkit.schemes import Shared, Staleness
@@ -149,9 +150,13 @@ def replay_shared(
     max_wave: int,
     max_samples: int,
     max_rows: int,
+    safe_point=None,
+    resume: dict | None = None,
 ) -> None:
     """Replay a shared-parameter Schedule (module docstring); rows go to ``rec`` and the newest
-    parameters to ``state["params"]``."""
+    parameters to ``state["params"]``. After every wave ``safe_point(rows, snapshot)`` (when
+    given) may take ``snapshot()``, everything needed to continue from there, which ``resume``
+    takes back: the versions still needed, the optimizer state and the rows."""
     per_grad = stream.batch_size
     # direction [nu, P] gets half of the max_bytes budget, each vmapped call the other half
     plan = _plan(
@@ -163,17 +168,30 @@ def replay_shared(
     )
     dev = rec.loss_dev.device
     flat0 = fm.flat()
+    wave_max = int(np.diff(plan.wave_starts).max())
+    row = fm.size * flat0.element_size()
+    what = f"replaying it, which holds {plan.capacity} parameter versions of {fm.size} at once,"
+    check_memory("schedule", what, (plan.capacity + wave_max) * row)
     buf = VersionStore(flat0, plan.capacity)
     opt = rules.optimizer
     opt_state = opt.init(flat0)
-    state["params"] = buf[0]
+    first = 0
+    if resume is not None:
+        first = int(resume["next"])
+        if first not in set(plan.wave_starts.tolist()):
+            raise ValueError("resume: the checkpoint does not match this Schedule's waves")
+        buf.restore(resume["versions"])
+        if resume["opt"] is not None:
+            opt_state = resume["opt"].to(device=dev, dtype=flat0.dtype)
+    state["params"] = buf[first]
     per_call_rows = max(1, max_rows // 4)  # gathered versions + their gradients, [k, P] each
-    wave_max = int(np.diff(plan.wave_starts).max())
     dir_buf = torch.empty((wave_max, fm.size), dtype=flat0.dtype, device=dev)
     cnt_div = torch.as_tensor(np.maximum(plan.count, 1), dtype=torch.float64, device=dev)
     indices = _RowIndices(stream, plan.wrk, plan.bat, dev)
     bounds = plan.wave_starts
     for u0, u1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if u0 < first:
+            continue
         g0, g1 = plan.starts[u0], plan.starts[u1]
         direction = dir_buf[: u1 - u0].zero_()
         loss_sum = rec.loss_dev[u0:u1].zero_()  # rows are updates: row u's slot is u
@@ -194,15 +212,31 @@ def replay_shared(
         for v in plan.by_grad[plan.grad_bounds[u0] : plan.grad_bounds[u0 + 1]].tolist():
             buf.release(v)  # its last reader was in this wave
         loss_sum.div_(cnt_div[u0:u1])
-        for i, u in enumerate(range(u0, u1)):
+        rows = zip(
+            range(u0, u1),
+            plan.in_place[u0:u1].tolist(),
+            plan.times[u0:u1].tolist(),
+            plan.mean_stal[u0:u1].tolist(),
+            plan.cum_bytes[u0:u1].tolist(),
+            (plan.count[u0:u1] > 0).tolist(),
+            direction,
+            strict=False,  # direction has wave_max rows; the wave may be shorter
+        )
+        for u, in_place, t, stal, sent, has_loss, d in rows:
             cur = buf[u]
-            nxt = buf.push(in_place=bool(plan.in_place[u]))  # elementwise: nxt may alias cur
-            step, opt_state = opt.update(direction[i], opt_state)
+            nxt = buf.push(in_place=in_place)  # elementwise: nxt may alias cur
+            step, opt_state = opt.update(d, opt_state)
             torch.add(cur, step.direction, alpha=step.scale, out=nxt)
             state["params"] = nxt
-            row = (u, float(plan.times[u]), float(plan.mean_stal[u]), float(plan.cum_bytes[u]))
-            if not rec.add(*row, nxt, has_loss=bool(plan.count[u] > 0)):
+            if not rec.add(u, t, stal, sent, nxt, has_loss=has_loss):
                 return
+        if safe_point is not None:
+
+            def snapshot(u1=u1, opt_state=opt_state) -> dict:
+                opt = None if opt_state is None else opt_state.detach().cpu().clone()
+                return {"path": "shared", "next": u1, "versions": buf.state(), "opt": opt}
+
+            safe_point(u1, snapshot)
 
 
 def _waves(count: np.ndarray, maxver: np.ndarray, max_wave: int, max_grads: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import numbers
 import platform
 import subprocess
 import time as _time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from toolkit.replay.results import Results
 from toolkit.replay.shared import replay_shared
 from toolkit.schemes import STALENESS, Scheme, Shared, Staleness, make_scheme
 from toolkit.schemes.updates import sgd
+from toolkit.workloads import get_workload
 from toolkit.workloads.base import Workload
 
 __all__ = ["scheme_from_meta", "train"]
@@ -106,17 +108,9 @@ def _rules(scheme: Scheme | None, exchanges: bool, lr: float, momentum: float, s
     return scheme.updates(lr, momentum=momentum, staleness=staleness)
 
 
-def _n_rows(frame: pd.DataFrame, replicas: bool) -> int:
-    exchanges = frame["kind"].to_numpy() == "exchange"
-    if replicas:
-        return int(frame.loc[exchanges, "update"].nunique())
-    used = frame["used"].to_numpy() & ~exchanges
-    return int(frame.loc[used, "update"].max()) + 1 if used.any() else 0
-
-
 def train(
     schedule: Schedule,
-    workload: Workload,
+    workload: Workload | str,
     optimizer: str = "sgd",
     lr: float | None = None,
     *,
@@ -134,8 +128,12 @@ def train(
     deterministic: bool = False,
     progress: bool = False,
     out: str | Path | None = None,
+    stop_at: Callable[[dict], bool] | None = None,
+    safe_point: Callable[[int, Callable[[], dict]], None] | None = None,
+    resume: dict | None = None,
 ) -> Results:
-    """Train ``workload``'s model by following ``schedule``; one Results row per update.
+    """Train ``workload``'s model (a Workload, or a registered name built with its defaults) by
+    following ``schedule``; one Results row per update.
 
     ``lr`` defaults to ``workload.lr`` (the local rate eta for replica schemes); ``batch_size``
     (per worker) to ``workload.batch_size``. ``momentum`` is heavy-ball momentum on the shared
@@ -162,11 +160,21 @@ def train(
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment; torch raises otherwise). On CPU
     results are bitwise reproducible either way. With ``out``, the Results directory is written
     at every evaluation (a checkpoint) and at the end. Same seed, same numbers.
+
+    For runs that can be stopped and continued (:mod:`toolkit.runs`): ``stop_at(metrics)`` ends
+    training at the first evaluation where it holds (e.g. a target accuracy); at every safe
+    point (after each wave of updates, after each centre update) ``safe_point(rows,
+    snapshot)`` may call ``snapshot()`` for everything needed to continue (parameters still
+    needed, optimizer, replica and exchange states, positions, rows, torch's RNG state) and may
+    raise to stop; ``resume=snapshot`` continues from one, to the same numbers as a run that
+    never stopped.
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    if isinstance(workload, str):
+        workload = get_workload(workload)
     if not isinstance(workload, Workload):
-        raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
+        raise ValueError(f"workload must be a Workload or its name, got {type(workload).__name__}")
     check_choice("optimizer", optimizer, OPTIMIZERS)
     lr = check_positive("lr", workload.lr if lr is None else lr)
     batch_size = check_int("batch_size", workload.batch_size if batch_size is None else batch_size)
@@ -182,7 +190,10 @@ def train(
     if eval_every is not None:
         eval_every = check_int("eval_every", eval_every)
 
-    scheme = scheme if scheme is not None else scheme_from_meta(schedule.meta)
+    recorded = scheme_from_meta(schedule.meta)
+    if scheme is not None and recorded is not None and scheme != recorded:
+        raise ValueError(f"scheme: {scheme} does not match the Schedule's {recorded}")
+    scheme = scheme if scheme is not None else recorded
     frame = schedule.frame
     rules = _rules(scheme, (frame["kind"] == "exchange").any(), lr, momentum, policy)
     replicas = not isinstance(rules, Shared)
@@ -190,7 +201,7 @@ def train(
     machines = _machines(scheme, schedule.meta, workers)
     if len(workers) and (workers.min() < 0 or workers.max() >= machines):
         raise ValueError(f"schedule: worker ids must lie in [0, {machines})")
-    n_rows = _n_rows(frame, replicas)
+    n_rows = schedule.rows
     if n_rows == 0:
         raise ValueError("schedule: has no used gradients (or no exchanges) to replay")
 
@@ -223,12 +234,12 @@ def train(
         **_provenance(dev),
     }
     run = _Run(schedule, rules, machines, fm, stream, data, manifest, out)
-    run.start(n_rows, eval_every, workload, progress)
+    run.start(n_rows, eval_every, workload, progress, stop_at, resume)
     row_bytes = fm.size * fm.dtype.itemsize  # one [P] row
     limits = {"max_samples": max_samples, "max_rows": max(1, max_bytes // row_bytes)}
     if not replicas:
         limits["max_wave"] = max_wave
-    return run.go(deterministic, limits)
+    return run.go(deterministic, limits, safe_point, resume)
 
 
 def _provenance(dev: torch.device) -> dict:
@@ -255,7 +266,9 @@ class _Run:
         self.state: dict = {"params": None}
         self.t0 = _time.perf_counter()
 
-    def start(self, n_rows: int, eval_every: int, workload: Workload, progress: bool) -> None:
+    def start(
+        self, n_rows, eval_every, workload: Workload, progress: bool, stop_at, resume
+    ) -> None:
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -267,25 +280,43 @@ class _Run:
             return self.fm.evaluate(flat, x, y, workload.accuracy)
 
         dev = self.data["x"].device
-        self.rec = Recorder(n_rows, eval_every, evaluate, self.checkpoint, bar, dev)
+        self.rec = Recorder(
+            n_rows, eval_every, evaluate, self.checkpoint, bar, dev, stop_at=stop_at
+        )
+        if resume is not None:
+            self.rec.restore(resume["rec"])
+            torch.set_rng_state(resume["torch_rng"])
 
     def results(self, complete: bool) -> Results:
         rec, flat = self.rec, self.state["params"]
         man = dict(self.manifest, complete=complete, wall_seconds=_time.perf_counter() - self.t0)
         params = None if flat is None else flat.detach().cpu().clone()
-        return Results(rec.frame(), man, "diverged" if rec.diverged else "ok", rec.diverged, params)
+        status = "diverged" if rec.diverged else "ok"
+        return Results(rec.frame(), man, status, rec.diverged or rec.stopped, params)
 
     def checkpoint(self) -> None:
         if self.out is not None:
             self.results(False).save(self.out)
 
-    def go(self, deterministic: bool, limits: dict) -> Results:
+    def go(self, deterministic: bool, limits: dict, safe_point, resume) -> Results:
         was = (
             torch.are_deterministic_algorithms_enabled(),
             torch.is_deterministic_algorithms_warn_only_enabled(),
         )
         nbytes = _nbytes(self.schedule.meta)
         args = (self.fm, self.stream, self.data, self.rec, self.state)
+        if safe_point is not None:
+            user, rec = safe_point, self.rec
+
+            def safe_point(rows: int, snapshot: Callable[[], dict]) -> None:
+                def full() -> dict:
+                    return {**snapshot(), "rec": rec.state(), "torch_rng": torch.get_rng_state()}
+
+                user(rows, full)
+
+            limits = {**limits, "safe_point": safe_point}
+        if resume is not None:
+            limits = {**limits, "resume": resume}
         try:
             if deterministic:
                 torch.use_deterministic_algorithms(True)

@@ -199,9 +199,11 @@ def local_nesterov(lr: float, delta: float) -> Local:
 
 class Exchange(NamedTuple):
     """A meeting of replicas with the centre: ``init(centre)`` -> state and
-    ``apply(xs, centre, state)`` -> (xs, points, centre, state), where xs [k, P] are the replicas
-    taking part and points their next gradient points. ``kind`` (``"elastic"``, ``"average"``,
-    ``"outer"``) and ``alpha`` (the elastic coefficient) name the map for the theory."""
+    ``apply(xs, centre, state)`` -> (moved, points, centre, state), where xs [k, P] are the
+    replicas taking part, ``moved`` their new values or a :class:`Step` to add to them (so an
+    engine may apply it in place: ``Step.apply(xs)`` gives the values), and points their next
+    gradient points. ``kind`` (``"elastic"``, ``"average"``, ``"outer"``) and ``alpha`` (the
+    elastic coefficient) name the map for the theory."""
 
     init: Callable[[Any], Any]
     apply: Callable[[Any, Any, Any], tuple[Any, Any, Any, Any]]
@@ -215,7 +217,7 @@ def elastic(alpha: float) -> Exchange:
 
     def apply(xs: Any, centre: Any, state: Any) -> tuple[Any, Any, Any, Any]:
         diff = xs - centre
-        return axpy(xs, -alpha, diff), xs, axpy(centre, alpha, diff.sum(0)), state
+        return Step(diff, -alpha), xs, axpy(centre, alpha, diff.sum(0)), state
 
     return Exchange(lambda centre: None, apply, "elastic", alpha)
 

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from toolkit.checks import check_choice, check_int, check_positive
+from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel, exchange_cost
 from toolkit.models.dists import check_step_dist
+from toolkit.theory.estimate import progress_bar
 from toolkit.theory.order_stats import expected_order_statistic
 
 __all__ = ["Progress", "optimal_backups"]
@@ -67,7 +69,10 @@ def _progress_values(progress: Progress | Callable, ns: np.ndarray) -> np.ndarra
         raise ValueError(
             f"progress must be a Progress or a callable n -> progress, got {progress!r}"
         )
-    vals = np.array([float(progress(int(n))) for n in ns])
+    if isinstance(progress, Progress):  # vectorised
+        vals = np.asarray(progress(ns), dtype=float)
+    else:
+        vals = np.array([float(progress(int(n))) for n in ns])
     bad = ~np.isfinite(vals) | (vals <= 0)
     if np.any(bad):
         raise ValueError(
@@ -100,11 +105,17 @@ def optimal_backups(
         raise ValueError(f"comm: expected a toolkit.models.comm model or None, got {comm!r}")
     if progress is None:
         progress = Progress()
+    check_memory("m", f"the table of optimal_backups over b = 0..{b_max}", 400 * (b_max + 1))
     b = np.arange(0, int(b_max) + 1)
     n = int(m) - b
-    compute_t = np.atleast_1d(np.asarray(expected_order_statistic(compute, n, int(m)), dtype=float))
-    comm_t = np.array([exchange_cost(comm, int(k), int(m)) for k in n])
-    step = compute_t + comm_t
+    step = np.empty(b.size)
+    chunk = 100_000
+    with progress_bar(b.size, 1e3 * b.size, f"optimal backups on m={m}") as bar:
+        for lo in range(0, b.size, chunk):
+            ns = n[lo : lo + chunk]
+            t = np.asarray(expected_order_statistic(compute, ns, int(m)), dtype=float)
+            step[lo : lo + chunk] = t + [exchange_cost(comm, int(k), int(m)) for k in ns]
+            bar.update(ns.size)
     prog = _progress_values(progress, n)
     table = pd.DataFrame(
         {"b": b, "n": n, "step_time": step, "progress": prog, "time_to_target": step / prog}

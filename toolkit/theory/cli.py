@@ -34,7 +34,6 @@ from toolkit.cli_args import (
     add_scheme_args,
     comm_from_args,
     dist_from_args,
-    errors_to_exit_code,
     scheme_from_args,
 )
 from toolkit.models.comm import ParameterServer, parse_comm
@@ -77,7 +76,6 @@ def _line(key: str, value: object) -> str:
 
 
 # --------------------------------------------------------------------------- commands
-@errors_to_exit_code
 def _cmd_step_time(args: argparse.Namespace) -> int:
     dist = _dist(args)
     comm = comm_from_args(args)
@@ -99,7 +97,6 @@ def _cmd_step_time(args: argparse.Namespace) -> int:
     return 0
 
 
-@errors_to_exit_code
 def _cmd_order_stat(args: argparse.Namespace) -> int:
     dist = _dist(args)
     if not 1 <= args.k <= args.n:
@@ -119,7 +116,6 @@ def _progress(critical: float | None, kind: str) -> Progress:
     return Progress(critical=critical, kind=kind)
 
 
-@errors_to_exit_code
 def _cmd_backups(args: argparse.Namespace) -> int:
     dist = _dist(args)
     comm = comm_from_args(args)
@@ -227,7 +223,6 @@ def _demo_server(m: int, dist, comm, out: Path) -> pd.DataFrame:
     return queue
 
 
-@errors_to_exit_code
 def _cmd_demo(args: argparse.Namespace) -> int:
     m = args.machines
     if m < 2:

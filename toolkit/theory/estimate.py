@@ -14,10 +14,12 @@ import numpy as np
 
 from toolkit.checks import check_int
 from toolkit.cluster import simulate
+from toolkit.cluster.clock import estimate_bytes
+from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel
 from toolkit.schemes import Scheme
 
-__all__ = ["BATCHES", "StepTime", "clock_estimate", "mean_se"]
+__all__ = ["BATCHES", "StepTime", "clock_estimate", "mean_se", "progress_bar"]
 
 BATCHES = 50  # batch means of one long run (Law & Kelton, Simulation Modeling and Analysis, 9.5)
 
@@ -30,6 +32,15 @@ class StepTime:
     value: float
     se: float
     method: str
+
+
+def progress_bar(total: float, work: float, desc: str):
+    """A progress bar (tqdm, on stderr) over ``total`` steps, shown only when ``work``, a rough
+    count of elementary operations, exceeds 1e8 (a few seconds or more); ``total=None`` counts
+    without an end."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=work < 1e8, leave=False)
 
 
 def mean_se(x: np.ndarray) -> tuple[float, float]:
@@ -61,13 +72,15 @@ def clock_estimate(
     events = -(-events // BATCHES) * BATCHES
     burn = max(events // 10, 5 * n)
     total = burn + events
-    if rule.replicas:  # local steps per worker; a quarter more, so that no worker has stopped yet
-        steps = rule.period * math.ceil(1.25 * total / n + 1)
-        sched = simulate(scheme, compute, comm, updates=steps, seed=seed)
+    # replicas: local steps per worker, a quarter more, so that no worker has stopped yet
+    steps = rule.period * math.ceil(1.25 * total / n + 1) if rule.replicas else total
+    what = f"the Monte Carlo of {scheme} (the clock for max(samples, 200 n) = {events} events)"
+    check_memory("samples" if events == samples else "n", what, estimate_bytes(scheme, steps, comm))
+    sched = simulate(scheme, compute, comm, updates=steps, seed=seed)
+    if rule.replicas:
         f = sched.frame
         times = np.sort(f.loc[f["kind"] == "exchange", "time"].to_numpy())
     else:
-        sched = simulate(scheme, compute, comm, updates=total, seed=seed)
         times = sched.update_times()
     times = times[:total]
     per = events // BATCHES

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import integrate, special, stats
+from scipy import integrate, signal, special, stats
 
 from toolkit.checks import check_int
+from toolkit.limits import check_memory
 from toolkit.models.dists import check_step_dist
-from toolkit.theory.estimate import StepTime, mean_se
+from toolkit.theory.estimate import StepTime, mean_se, progress_bar
 
 __all__ = ["gamma_family", "kbatch_sync_time", "sum_dist"]
 
@@ -48,8 +49,13 @@ def _kbatch_quadrature(dist: object, n: int, k: int) -> float:
     """E[T_k] = ∫_0^∞ P(N(t) < k) dt for gamma-family step times (see :func:`kbatch_sync_time`)."""
     a, loc, scale = gamma_family(dist)
     j = np.arange(1, k + 1)
+    # (pmf)^n by repeated squaring: log2(n) products of length k; FFT products for long series
+    convolve = np.convolve if k <= 512 else signal.fftconvolve
+    work = 200 * math.log2(n + 1) * (k * k if k <= 512 else 2 * k * math.log2(k))
+    bar = progress_bar(None, work, f"K-batch-sync quadrature, k={k}")
 
     def tail(t: float) -> float:
+        bar.update(1)
         # G_j(t) = P(S_j <= t) = P(N_1(t) >= j), S_j ~ gamma(j a, loc=j loc, scale)
         z = np.maximum(t - j * loc, 0.0) / scale
         g = special.gammainc(j * a, z)
@@ -60,11 +66,11 @@ def _kbatch_quadrature(dist: object, n: int, k: int) -> float:
         base, e = pmf, n
         while e:  # (pmf)^n as a power series truncated at degree k - 1
             if e & 1:
-                acc = np.convolve(acc, base)[:k]
+                acc = convolve(acc, base)[:k]
             e >>= 1
             if e:
-                base = np.convolve(base, base)[:k]
-        return float(min(acc.sum(), 1.0))
+                base = convolve(base, base)[:k]
+        return float(min(max(acc.sum(), 0.0), 1.0))
 
     t0 = math.ceil(k / n) * loc  # N(t) <= n floor(t / loc): T_k >= ceil(k/n) loc surely
     hi = t0 + (k / n + 1.0) * a * scale
@@ -73,7 +79,8 @@ def _kbatch_quadrature(dist: object, n: int, k: int) -> float:
     points = None
     if loc > 0:
         points = [t for t in loc * np.arange(1, 60) if t0 < t < hi] or None
-    val, _ = integrate.quad(tail, t0, hi, points=points, limit=400, epsabs=1e-11, epsrel=1e-10)
+    with bar:
+        val, _ = integrate.quad(tail, t0, hi, points=points, limit=400, epsabs=1e-11, epsrel=1e-10)
     return t0 + val
 
 
@@ -84,8 +91,12 @@ def _kbatch_mc(dist: object, n: int, k: int, samples: int, rng: np.random.Genera
     realisation is extended with more draws (never redrawn, which would bias the sample)."""
     out = np.empty(samples)
     cap0 = min(k, math.ceil(k / n) + 3)
+    what = f"one K-batch-sync Monte Carlo sample with n={n} workers"
+    check_memory("n", what, 4 * 8 * n * max(cap0, min(k, 2 * cap0)))
     chunk = max(1, _CHUNK // (n * cap0))
+    bar = progress_bar(samples, samples * n * cap0 * 10, "K-batch-sync Monte Carlo")
     for start in range(0, samples, chunk):
+        bar.update(min(chunk, samples - start))
         size = min(chunk, samples - start)
         idx = np.arange(start, start + size)
         x = np.cumsum(np.asarray(dist.rvs(size=(size, n, cap0), random_state=rng), float), axis=2)
@@ -100,6 +111,7 @@ def _kbatch_mc(dist: object, n: int, k: int, samples: int, rng: np.random.Genera
             extra = min(k, 2 * cap) - cap
             more = np.asarray(dist.rvs(size=(idx.size, n, extra), random_state=rng), float)
             x = np.concatenate([x, x[:, :, -1:] + np.cumsum(more, axis=2)], axis=2)
+    bar.close()
     return out
 
 

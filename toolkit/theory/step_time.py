@@ -44,10 +44,11 @@ import numpy as np
 
 from toolkit.checks import check_int
 from toolkit.cluster.barrier import delayed_updates
+from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel, exchange_cost
 from toolkit.models.dists import check_step_dist
 from toolkit.schemes import Rule, Scheme
-from toolkit.theory.estimate import StepTime, clock_estimate, mean_se
+from toolkit.theory.estimate import StepTime, clock_estimate, mean_se, progress_bar
 from toolkit.theory.order_stats import expected_max, expected_order_statistic
 from toolkit.theory.renewal import kbatch_sync_time, sum_dist
 
@@ -93,14 +94,20 @@ def _delayed_mc(
     burn = steps // 4
     total = burn + steps
     block = max(1, min(total, _CHUNK // (chains * n)))
+    check_memory(
+        "n", f"the Monte Carlo of Delayed(n={n}, delay={delay})", 6 * 8 * chains * n * block
+    )
     state, start, done = None, None, 0
+    bar = progress_bar(total, 10 * chains * n * total, f"Delayed(n={n}) Monte Carlo")
     while done < total:
         size = min(block, total - done)
+        bar.update(size)
         x = np.asarray(dist.rvs(size=(chains, n, size), random_state=rng), dtype=float)
         A, state = delayed_updates(x, delay, c, state)
         if done < burn <= done + size:
             start = A[:, burn - 1 - done]
         done += size
+    bar.close()
     return mean_se((A[:, -1] - start) / steps)
 
 
@@ -116,10 +123,13 @@ def _replica_sync_compute(
         return float(expected_max(sdist, n)), 0.0, "exact"
     draws = []
     chunk = max(1, _CHUNK // (n * tau))
-    for start in range(0, samples, chunk):
-        size = min(chunk, samples - start)
-        x = np.asarray(dist.rvs(size=(size, n, tau), random_state=rng), dtype=float)
-        draws.append(x.sum(axis=2).max(axis=1))
+    check_memory("n", f"one Monte Carlo sample of {n} workers' sums of {tau} steps", 16 * n * tau)
+    with progress_bar(samples, 5 * samples * n * tau, "replica Monte Carlo") as bar:
+        for start in range(0, samples, chunk):
+            size = min(chunk, samples - start)
+            x = np.asarray(dist.rvs(size=(size, n, tau), random_state=rng), dtype=float)
+            draws.append(x.sum(axis=2).max(axis=1))
+            bar.update(size)
     mean, se = mean_se(np.concatenate(draws))
     return mean, se, "monte-carlo"
 

@@ -8,6 +8,7 @@ must be a mean over the batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,12 +30,18 @@ def seeded_model(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
 
 @dataclass
 class Workload:
-    """A model factory, train/test tensors, a mean loss, and defaults.
+    """A model factory, train/test tensors, a mean loss, and what a fair comparison needs.
 
     ``make_model(seed)`` returns a freshly initialised module (same seed, same weights).
     ``loss(output, target)`` is the mean loss over the batch (a 0-d tensor).
     ``accuracy`` is True when ``output.argmax(-1) == target`` is meaningful (classification).
     ``info`` holds workload facts for theory (e.g. the quadratic's Hessian eigenvalues).
+
+    As AlgoPerf's workloads do, each carries its main ``metric`` (test accuracy for classifiers,
+    test loss otherwise), a ``target`` value of it (reached, in the built-in workloads, by
+    Sync(8) at the default learning rate well within ``steps``; None where none was measured),
+    a default step budget ``steps`` and a learning-rate grid ``lr_grid`` (default: ``lr`` times
+    0.1, 0.3, 1 and 3), so that "time to target" needs no number typed elsewhere.
     """
 
     name: str
@@ -48,6 +55,9 @@ class Workload:
     lr: float = 0.1
     accuracy: bool = True
     info: dict = field(default_factory=dict)
+    target: float | None = None
+    steps: int = 1000
+    lr_grid: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.x_train) != len(self.y_train):
@@ -60,6 +70,44 @@ class Workload:
             )
         check_int("batch_size", self.batch_size)
         check_positive("lr", self.lr)
+        check_int("steps", self.steps)
+        if not self.lr_grid:
+            self.lr_grid = tuple(self.lr * f for f in (0.1, 0.3, 1.0, 3.0))
+        self.lr_grid = tuple(check_positive("lr_grid", v) for v in self.lr_grid)
+
+    @property
+    def metric(self) -> str:
+        """The main metric: ``test_accuracy`` for classifiers, else ``test_loss``."""
+        return "test_accuracy" if self.accuracy else "test_loss"
+
+    def reached(self, value: float) -> bool:
+        """Whether a value of :attr:`metric` reaches :attr:`target` (>= for accuracy, <= for a
+        loss); False without a target."""
+        if self.target is None:
+            return False
+        return value >= self.target if self.accuracy else value <= self.target
+
+    def with_dtype(self, dtype: str) -> Workload:
+        """The same workload in ``"float32"`` or ``"float64"``: floating inputs cast, models
+        built in that dtype (integer targets stay as they are)."""
+        want = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
+        if want is None:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        if self.x_train.dtype == want:
+            return self
+
+        def cast(x: torch.Tensor) -> torch.Tensor:
+            return x.to(want) if x.is_floating_point() else x
+
+        build = self.make_model
+        return dataclasses.replace(
+            self,
+            make_model=lambda seed: build(seed).to(want),
+            x_train=cast(self.x_train),
+            y_train=cast(self.y_train),
+            x_test=cast(self.x_test),
+            y_test=cast(self.y_test),
+        )
 
     @property
     def n_train(self) -> int:

@@ -187,4 +187,5 @@ def charlm(
         lr=float(lr),
         accuracy=True,
         info=info,
+        steps=1000,
     )

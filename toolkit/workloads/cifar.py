@@ -172,4 +172,5 @@ def cifar10_resnet(
         lr=float(lr),
         accuracy=True,
         info=info,
+        steps=2000,
     )

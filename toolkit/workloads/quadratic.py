@@ -131,4 +131,5 @@ def quadratic(
             "note": "x_train are gradient-noise vectors xi ~ N(0, noise_std^2 I); y is unused. "
             "Test split: one zero-noise sample, so test_loss = f(x).",
         },
+        steps=300,
     )

@@ -1,0 +1,42 @@
+"""The files shipped in data/ are what their script makes, and the command line reads them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from toolkit.cli import main
+from toolkit.models import Empirical, Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_traces_are_reproduced_by_their_script(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "data" / "make_traces.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("trace_8workers.csv", "step_times.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / name), pd.read_csv(ROOT / "data" / name)
+        )
+    trace = Trace.from_csv(ROOT / "data" / "trace_8workers.csv")
+    emp = Empirical.from_csv(ROOT / "data" / "step_times.csv")
+    assert trace.times.shape == (500, 8) and emp.size == 4000
+    assert sorted(emp.values) == sorted(trace.times.ravel())
+
+
+def test_the_readme_trace_commands_run(tmp_path, capsys):
+    out = tmp_path / "s.parquet"
+    args = ["simulate", "--scheme", "backup", "--n", "6", "--b", "2", "--updates", "50"]
+    assert main([*args, "--dist", str(ROOT / "data" / "step_times.csv"), "--out", str(out)]) == 0
+    trace = f'Trace("{ROOT / "data" / "trace_8workers.csv"}")'
+    assert main([*args, "--dist", trace, "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,143 @@
+"""``toolkit train`` (a RunConfig from flags) and ``toolkit run CONFIG`` (from a file): simulate
+a Schedule, then train a real model following it, in a run directory.
+
+Examples::
+
+    toolkit train --workload mnist1d_mlp --scheme backup --n 16 --b 2 \\
+        --dist "expon(loc=1, scale=0.5)" --updates 300 --lr 0.1 --seed 0 --out runs/x
+    toolkit run runs/x/config.toml --out runs/x --resume
+
+``--out`` must not exist yet (or be empty), unless ``--resume`` continues the run in it (same
+config) or ``--overwrite`` replaces it. Ctrl-C writes a checkpoint and stops (exit code 130);
+the same command with ``--resume`` continues to the same numbers. Scheme and cluster flags
+(``--scheme``, ``--n``, ..., ``--dist``, ``--column``, ``--comm``) are those of every
+subcommand: see ``toolkit.cli_args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from toolkit import cli_args
+from toolkit.runs.config import DTYPES, RunConfig
+
+__all__ = ["register_run", "register_train"]
+
+
+def _add_run_flags(p: argparse.ArgumentParser, out_required: bool) -> None:
+    p.add_argument("--out", required=out_required, help="run directory")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out")
+    mode.add_argument("--overwrite", action="store_true", help="delete --out first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``: workload and optimiser flags, the shared scheme and cluster flags
+    (``toolkit.cli_args``) and the run's flags."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a real model following a simulated Schedule",
+        description=__doc__.splitlines()[0],
+    )
+    g = p.add_argument_group("workload and optimiser")
+    g.add_argument("--workload", required=True, help="workload name (toolkit.workloads)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate; default the workload's")
+    g.add_argument(
+        "--batch-size", type=int, default=None, help="per-worker mini-batch; default the workload's"
+    )
+    g.add_argument(
+        "--sgd-momentum",
+        type=float,
+        default=0.0,
+        help="heavy-ball momentum on the shared parameters (shared schemes only; default 0)",
+    )
+    g.add_argument(
+        "--staleness",
+        choices=["none", "drop", "lr"],
+        default="none",
+        help="stale gradients: apply as is, drop beyond --max-staleness, or scale "
+        "lr by 1/max(1, staleness) (Zhang et al., IJCAI 2016); default none",
+    )
+    g.add_argument("--max-staleness", type=int, default=None, help="bound for --staleness drop")
+    g.add_argument("--eval-every", type=int, default=None, help="rows between evaluations")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
+    g.add_argument("--dtype", choices=DTYPES, default="float32", help="default float32")
+    cli_args.add_scheme_args(p.add_argument_group("scheme (toolkit.schemes)"))
+    s = p.add_argument_group("cluster and stopping rule")
+    cli_args.add_cluster_args(s)
+    stop = s.add_mutually_exclusive_group()
+    stop.add_argument("--updates", type=int, default=None, help="updates; default the workload's")
+    stop.add_argument("--time-budget", type=float, default=None, help="simulated time budget")
+    s.add_argument("--target", type=float, default=None, help="stop at this test metric")
+    s.add_argument("--seed", type=int, default=0, help="seed of the clock, data and model")
+    _add_run_flags(p, out_required=True)
+    p.set_defaults(func=_train)
+
+
+def register_run(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run CONFIG``: a RunConfig from a .toml or .json file."""
+    p = subparsers.add_parser(
+        "run",
+        help="run (or resume) a RunConfig from a TOML or JSON file",
+        description="Run a RunConfig (toolkit.runs.RunConfig) written as TOML or JSON.",
+    )
+    p.add_argument("config", help="a .toml or .json file")
+    _add_run_flags(p, out_required=False)
+    p.set_defaults(func=_run)
+
+
+def _train(args: argparse.Namespace) -> int:
+    cli_args.comm_from_args(args)  # errors name --comm
+    config = RunConfig(
+        scheme=cli_args.scheme_from_args(args),
+        workload=args.workload,
+        compute=cli_args.compute_from_args(args),
+        comm=args.comm if args.comm and args.comm.lower() != "none" else None,
+        lr=args.lr,
+        momentum=args.sgd_momentum,
+        batch_size=args.batch_size,
+        staleness=args.staleness,
+        max_staleness=args.max_staleness,
+        updates=args.updates,
+        time_budget=args.time_budget,
+        target=args.target,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    return _execute(config, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = RunConfig.load(args.config)
+    return _execute(config, args)
+
+
+def _execute(config: RunConfig, args: argparse.Namespace) -> int:
+    from toolkit.runs.run import Interrupted, run  # torch is imported only here
+
+    out = Path(args.out) if args.out else Path("runs") / config.id()
+    try:
+        res = run(
+            config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        )
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
+    last = res.evaluations.iloc[-1] if len(res.evaluations) else None
+    rows = "centre updates" if res.manifest.get("rows") == "per centre update" else "updates"
+    summary = f"{res.status}: {len(res.frame)} {rows}, "
+    summary += f"simulated time {res.frame['time'].iloc[-1]:.6g}"
+    if last is not None:
+        summary += f", test loss {last['test_loss']:.4g}"
+        if last["test_accuracy"] == last["test_accuracy"]:
+            summary += f", test accuracy {last['test_accuracy']:.4f}"
+    if res.message:
+        summary += f" ({res.message})"
+    print(summary)
+    print(f"run {config.id()} in {out}: config.toml, schedule.parquet, results.parquet")
+    return 0

@@ -1,0 +1,219 @@
+"""RunConfig: one frozen value that fully determines a run (simulate a Schedule, then train).
+
+Round trips to a plain dict, JSON and TOML (the file a user writes by hand)::
+
+    seed = 0
+    compute = "expon(loc=1, scale=0.5)"    # step times (toolkit.models.parse_compute)
+    comm = "ParameterServer(nbytes=4e6, bandwidth=1.25e9, latency=1e-4)"
+    updates = 500                          # or time_budget = 300.0 (simulated time)
+    lr = 0.1
+    staleness = "lr"
+
+    [scheme]
+    name = "backup"
+    n = 16
+    b = 2
+
+    [workload]
+    name = "mnist1d_mlp"
+    n_train = 4000                         # the workload's own keyword arguments
+
+:meth:`RunConfig.id` is a stable hash of the canonical form (sorted JSON), the name sweeps and
+run directories use. Unset values (None) take the workload's defaults when the run starts:
+``lr``, ``batch_size`` and, without ``updates`` or ``time_budget``, its step budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from toolkit.checks import (
+    check_choice,
+    check_int,
+    check_interval,
+    check_positive,
+)
+from toolkit.models.comm import parse_comm
+from toolkit.models.stragglers import parse_compute
+from toolkit.schemes import STALENESS, Scheme, Staleness, make_scheme
+from toolkit.workloads import WORKLOADS
+
+__all__ = ["DTYPES", "RunConfig"]
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run (module docstring); validated when built."""
+
+    scheme: Scheme
+    workload: str = "mnist1d_mlp"
+    workload_args: dict = field(default_factory=dict)
+    compute: str = "expon(loc=1, scale=0.5)"
+    comm: str | None = None
+    lr: float | None = None
+    momentum: float = 0.0
+    batch_size: int | None = None
+    staleness: str = "none"
+    max_staleness: int | None = None
+    updates: int | None = None
+    time_budget: float | None = None
+    target: float | None = None
+    eval_every: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scheme, Scheme):
+            raise ValueError(f"scheme: expected a toolkit.schemes scheme, got {self.scheme!r}")
+        if self.workload not in WORKLOADS:
+            valid = ", ".join(sorted(WORKLOADS))
+            raise ValueError(f"workload: unknown workload {self.workload!r}; valid: {valid}")
+        if not isinstance(self.workload_args, dict):
+            raise ValueError("workload_args: expected a table of keyword arguments")
+        for key, value in self.workload_args.items():
+            _check_plain(f"workload.{key}", value)
+        parse_compute(self.compute)  # errors name "compute"
+        if self.comm is not None:
+            parse_comm(self.comm)
+        if self.lr is not None:
+            check_positive("lr", self.lr)
+        check_interval("momentum", self.momentum, 0.0, 1.0, "[)")
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size)
+        check_choice("staleness", self.staleness, STALENESS)
+        Staleness(self.staleness, self.max_staleness)
+        if self.updates is not None and self.time_budget is not None:
+            raise ValueError("updates, time_budget: give one stopping rule, not both")
+        if self.updates is not None:
+            check_int("updates", self.updates)
+        if self.time_budget is not None:
+            check_positive("time_budget", self.time_budget)
+        if self.target is not None:
+            check_interval("target", self.target, -math.inf, math.inf, "()")
+        if self.eval_every is not None:
+            check_int("eval_every", self.eval_every)
+        check_int("seed", self.seed, 0)
+        if not isinstance(self.device, str):
+            raise ValueError(f"device: expected a device name, got {self.device!r}")
+        check_choice("dtype", self.dtype, DTYPES)
+
+    # ------------------------------------------------------------------ plain values
+    def to_dict(self) -> dict:
+        """Plain values: the scheme and the workload as tables, unset values left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("scheme", "workload", "workload_args") or value is None:
+                continue
+            out[f.name] = value
+        scheme = self.scheme.to_dict()
+        out["scheme"] = {"name": scheme.pop("scheme"), **scheme}
+        out["workload"] = {"name": self.workload, **self.workload_args}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """The inverse of :meth:`to_dict`; an unknown key is an error naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected a table, got {type(data).__name__}")
+        data = dict(data)
+        scheme = data.pop("scheme", None)
+        if not isinstance(scheme, dict) or "name" not in scheme:
+            raise ValueError("scheme: a [scheme] table with a name is required")
+        scheme = dict(scheme)
+        name = scheme.pop("name")
+        workload = data.pop("workload", {"name": "mnist1d_mlp"})
+        if isinstance(workload, str):
+            workload = {"name": workload}
+        if not isinstance(workload, dict) or "name" not in workload:
+            raise ValueError("workload: a [workload] table with a name is required")
+        workload = dict(workload)
+        known = {f.name for f in dataclasses.fields(cls)} - {"scheme", "workload", "workload_args"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown key; valid: {', '.join(sorted(known))}")
+        return cls(
+            scheme=make_scheme(str(name), **scheme),
+            workload=workload.pop("name"),
+            workload_args=workload,
+            **data,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config: not JSON ({err})") from None
+        return cls.from_dict(data)
+
+    def to_toml(self) -> str:
+        """TOML text that :meth:`from_toml` reads back to an equal config."""
+        d = self.to_dict()
+        tables = {k: d.pop(k) for k in ("scheme", "workload")}
+        lines = [f"{k} = {_toml_value(v)}" for k, v in sorted(d.items())]
+        for name, table in tables.items():
+            lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str) -> RunConfig:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config: not TOML ({err})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """A config from a ``.toml`` or ``.json`` file."""
+        path = Path(path)
+        text = path.read_text()
+        return cls.from_json(text) if path.suffix == ".json" else cls.from_toml(text)
+
+    def id(self) -> str:
+        """Stable id: the first 16 hex digits of sha256 of the sorted JSON form."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_plain(name: str, value: object) -> None:
+    if isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(f"{name}[{i}]", v)
+        return
+    raise ValueError(f"{name}: expected a number, string, boolean or list, got {value!r}")
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ValueError(f"config: cannot write {value!r} to TOML")
