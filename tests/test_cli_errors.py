@@ -122,6 +122,13 @@ def test_a_closed_pipe_ends_quietly():
     assert proc.returncode == 141
 
 
+def _default_sigint() -> None:
+    """A child started from a background job inherits SIGINT ignored (POSIX shells ignore it
+    for background commands), and Python then installs no KeyboardInterrupt handler: restore
+    the default, as a terminal's foreground process has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_gives_exit_code_130_without_a_traceback():
     cmd = [
         sys.executable,
@@ -135,7 +142,12 @@ def test_ctrl_c_gives_exit_code_130_without_a_traceback():
         "lognorm(0.5)",
     ]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
     try:
         time.sleep(4.0)  # started: importing, then the table

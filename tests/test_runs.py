@@ -251,6 +251,7 @@ def test_sigint_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
     )
     try:
         deadline = time.monotonic() + 120
