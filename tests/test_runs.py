@@ -56,6 +56,7 @@ def test_config_round_trips_through_dict_json_and_toml():
         assert RunConfig.from_toml(config.to_toml()) == config
         assert RunConfig.from_toml(config.to_toml()).id() == config.id()
     assert len(CONFIG.id()) == 16
+    assert CONFIG.replace(lr=1).id() == CONFIG.replace(lr=1.0).id()
     ids = {CONFIG.id(), CONFIG.replace(seed=4).id(), CONFIG.replace(lr=0.2).id()}
     ids.add(CONFIG.replace(scheme=KAsync(4, 2)).id())
     assert len(ids) == 4

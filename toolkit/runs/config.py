@@ -104,6 +104,9 @@ class RunConfig:
         if self.eval_every is not None:
             check_int("eval_every", self.eval_every)
         check_int("seed", self.seed, 0)
+        for name in ("lr", "momentum", "time_budget", "target"):  # 1 and 1.0: one config, one id
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
         if not isinstance(self.device, str):
             raise ValueError(f"device: expected a device name, got {self.device!r}")
         check_choice("dtype", self.dtype, DTYPES)
