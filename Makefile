@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)" -e ".[test]"
+	$(PY) -m pip install -q "$(TORCH)" -e ".[test,ray,slurm]"
 	touch $@
 
 demo: $(VENV)/.ready  ## the main job on the embedded default

@@ -31,6 +31,7 @@ LAYERS = [
     "runs",
     "compare",
     "plots",
+    "sweeps",
     "cli",
 ]
 NO_TORCH = {"checks", "limits", "files", "schemes", "models", "cluster", "theory"}

@@ -25,6 +25,7 @@ COMMANDS = {
     "simulate": ("toolkit.cluster.cli", "run the clock: a Schedule of updates for a scheme"),
     "train": ("toolkit.runs.cli", "train a real model following a simulated Schedule"),
     "run": ("toolkit.runs.cli", "run (or resume) a RunConfig from a TOML or JSON file"),
+    "sweep": ("toolkit.sweeps.cli", "run, count and report parameter sweeps"),
 }
 
 

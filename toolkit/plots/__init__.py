@@ -6,6 +6,7 @@ from toolkit.plots.stability import (
     plot_easgd_regions,
     plot_round_robin_comparison,
 )
+from toolkit.plots.sweeps import plot_heatmap, plot_sensitivity, plot_time_to_target, save_figure
 from toolkit.plots.theory import (
     plot_backup_step_times,
     plot_backup_tradeoff,
@@ -19,6 +20,10 @@ __all__ = [
     "plot_curves",
     "plot_delay_thresholds",
     "plot_easgd_regions",
+    "plot_heatmap",
     "plot_round_robin_comparison",
+    "plot_sensitivity",
     "plot_server_throughput",
+    "plot_time_to_target",
+    "save_figure",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class RunConfig:
             raise ValueError("workload_args: expected a table of keyword arguments")
         for key, value in self.workload_args.items():
             _check_plain(f"workload.{key}", value)
+        _check_workload_args(self.workload, self.workload_args)
         parse_compute(self.compute)  # errors name "compute"
         if self.comm is not None:
             parse_comm(self.comm)
@@ -196,6 +198,19 @@ class RunConfig:
     def replace(self, **changes) -> RunConfig:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_workload_args(name: str, args: dict) -> None:
+    """Each key of ``args`` must be a keyword argument of the workload's factory."""
+    params = inspect.signature(WORKLOADS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in args:
+        if key not in valid:
+            raise ValueError(
+                f"workload.{key}: not an argument of workload {name!r}; valid: {', '.join(valid)}"
+            )
 
 
 def _check_plain(name: str, value: object) -> None:

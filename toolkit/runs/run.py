@@ -34,13 +34,16 @@ class Interrupted(KeyboardInterrupt):
     """A run stopped by SIGINT after writing its checkpoint; the message says how to resume."""
 
 
-def schedule_for(config: RunConfig, workload: Workload) -> Schedule:
+def schedule_for(config: RunConfig, workload: Workload | None) -> Schedule:
     """The Schedule of ``config``: ``updates`` updates, or the prefix within ``time_budget``
     (simulated with doubling horizons: the clock's per-worker streams make every horizon's
-    prefix the same), or the workload's step budget."""
+    prefix the same), or the workload's step budget (the only use of ``workload``, which may be
+    None when the config gives ``updates`` or ``time_budget``)."""
     compute = parse_compute(config.compute)
     comm = parse_comm(config.comm)
     if config.time_budget is None:
+        if config.updates is None and workload is None:
+            raise ValueError("workload: needed for its step budget (config has no updates)")
         updates = config.updates if config.updates is not None else workload.steps
         return simulate(config.scheme, compute, comm, updates=updates, seed=config.seed)
     updates = 256
@@ -91,19 +94,23 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    schedule: Schedule | None = None,
 ) -> Results:
-    """Simulate and train ``config``; with ``out``, in a run directory (module docstring)."""
+    """Simulate and train ``config``; with ``out``, in a run directory (module docstring).
+    ``schedule``: the config's Schedule when the caller has it already (a sweep's cache of
+    :func:`schedule_for`); it must be the one ``schedule_for(config, ...)`` gives."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     workload = get_workload(config.workload, **config.workload_args).with_dtype(config.dtype)
     directory = RunDirectory(out, config, resume=resume, overwrite=overwrite) if out else None
     if directory is not None and directory.complete:
         return Results.load(directory.path)
-    schedule = directory.load_schedule() if directory is not None else None
+    saved = directory.load_schedule() if directory is not None else None
+    schedule = saved if saved is not None else schedule
     if schedule is None:
         schedule = schedule_for(config, workload)
-        if directory is not None:
-            directory.save_schedule(schedule)
+    if directory is not None and not directory.run.get("schedule"):
+        directory.save_schedule(schedule)
     state = directory.load_checkpoint() if directory is not None else None
     eval_every = config.eval_every
     kwargs = dict(
@@ -120,7 +127,7 @@ def run(
         resume=state,
     )
     if directory is None:
-        return train(schedule, workload, **kwargs)
+        return _with_metric(train(schedule, workload, **kwargs), workload)
     first = 0 if state is None else int(state["rec"]["rows"].shape[0])
     every = eval_every or max(1, math.ceil(schedule.rows / 20))  # replay's evaluation cadence
     checkpoints = _Checkpoints(directory, every, first)
@@ -131,6 +138,14 @@ def run(
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+    res = _with_metric(res, workload)
     res.manifest["run_id"] = directory.id
     directory.finish(res)
+    return res
+
+
+def _with_metric(res: Results, workload) -> Results:
+    """The workload's main metric and its target in the manifest, so tables of many runs can
+    score them (time to target) without building the workload again."""
+    res.manifest.update(metric=workload.metric, target=workload.target)
     return res

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import os
 import random
@@ -255,3 +256,13 @@ def mnist1d_mlp(**kwargs) -> Workload:
 def mnist1d_cnn(**kwargs) -> Workload:
     """The 1-D CNN on MNIST-1D; see :func:`mnist1d_workload`."""
     return mnist1d_workload("cnn", **kwargs)
+
+
+# The three wrappers take mnist1d_workload's keyword arguments; say so to inspect.signature, so
+# that help() shows them and RunConfig rejects an unknown one before a run starts.
+_SIGNATURE = inspect.signature(mnist1d_workload)
+_SIGNATURE = _SIGNATURE.replace(
+    parameters=[p for p in _SIGNATURE.parameters.values() if p.name != "model"]
+)
+for _factory in (logreg, mnist1d_mlp, mnist1d_cnn):
+    _factory.__signature__ = _SIGNATURE

@@ -1,0 +1,522 @@
+"""Sweeps (toolkit.sweeps): specs validated with the line of a bad key, quasi-random points
+reproducible from their index, a cached Schedule equal to a fresh one, a runner that survives
+SIGKILL and redoes only unfinished runs, the three back-ends (a local pool, Ray with a worker
+killed mid-task, submitit's local executor), analysis against hand-computed frames, and the
+shipped quick spec end to end.
+
+Every child process and every wait is bounded (timeouts, and a watchdog around the back-ends
+that could block: faulthandler ends the test process with its tracebacks rather than hang CI).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toolkit.cluster import Schedule
+from toolkit.runs import run, schedule_for
+from toolkit.sweeps import (
+    SweepSpec,
+    best_lr,
+    load,
+    over_seeds,
+    performance_profile,
+    report,
+    run_sweep,
+    runner,
+    schedule_key,
+    sensitivity,
+    status,
+    time_to_target,
+)
+from toolkit.workloads import WORKLOADS, get_workload, register_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """\
+name = "tiny"
+
+[base]
+updates = 40
+eval_every = 20
+compute = "expon(loc=1, scale=0.5)"
+[base.scheme]
+name = "sync"
+n = 2
+[base.workload]
+name = "logreg"
+n_train = 400
+
+[grid]
+lr = [0.1, 0.3]
+seed = [0, 1]
+"""
+
+
+@pytest.fixture
+def watchdog():
+    """End the test process (with tracebacks) if a back-end blocks for 240 s."""
+    faulthandler.dump_traceback_later(240, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _log(out: Path) -> list[dict]:
+    path = out / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# ------------------------------------------------------------------ specs
+def test_spec_points_are_the_grid_product_with_dotted_paths_and_whole_tables():
+    spec = SweepSpec.from_toml(
+        TINY
+        + """\
+"scheme.n" = [2, 4]
+"""
+    )
+    points = spec.points()
+    assert len(points) == 2 * 2 * 2
+    assert {(p.lr, p.seed, p.scheme.n) for p in points} == {
+        (lr, s, n) for lr in (0.1, 0.3) for s in (0, 1) for n in (2, 4)
+    }
+    assert all(p.workload == "logreg" and p.workload_args == {"n_train": 400} for p in points)
+    # a whole scheme table, then a field of it (shallower paths apply first)
+    spec = SweepSpec(
+        base=SweepSpec.from_toml(TINY).base,
+        grid={"scheme.n": [3], "scheme": [{"name": "backup", "n": 2, "b": 1}]},
+    )
+    (point,) = spec.points()
+    assert (point.scheme.n, point.scheme.b) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named", "line"),
+    [
+        ("lr = [0.1, 0.3]", "lrr = [0.1]", "lrr: unknown key", 15),  # no such config field
+        ("lr = [0.1, 0.3]", 'lr = ["fast"]', "lr must be a number", 15),  # a wrong type
+        ("lr = [0.1, 0.3]", "lr = 0.1", "grid.lr: expected a non-empty list", 15),
+        ('name = "tiny"', 'name = "tiny"\nbogus = "x"', "bogus: unknown key", 2),
+        ("n_train = 400", 'n_train = 400\nbatch = "x"', "workload.batch: not an argument", 13),
+    ],
+)
+def test_spec_errors_name_the_key_and_its_line(old, new, named, line):
+    with pytest.raises(ValueError, match=named) as err:
+        SweepSpec.from_toml(TINY.replace(old, new))
+    assert f"(line {line})" in str(err.value)
+
+
+def test_spec_errors_in_base_and_random_name_their_lines():
+    with pytest.raises(ValueError, match=r"updates.*\(line 4\)"):
+        SweepSpec.from_toml(TINY.replace("updates = 40", "updates = -1"))
+    with pytest.raises(ValueError, match=r"momentum.*\(line 4\)"):
+        SweepSpec.from_toml(TINY.replace("updates = 40", "momentum = 2.0"))
+    bad_axis = TINY + "[random]\ncount = 2\n[random.axes.lr]\nlow = 1.0\nhigh = 0.5\n"
+    with pytest.raises(ValueError, match=r"random.axes.lr: low must be < high"):
+        SweepSpec.from_toml(bad_axis)
+    with pytest.raises(ValueError, match=r"unknown key in \[random\].*\(line 19\)"):
+        SweepSpec.from_toml(TINY + "[random]\ncount = 2\nsequnce = 'sobol'\n")
+    with pytest.raises(ValueError, match=r"random\.sequence"):
+        SweepSpec.from_toml(TINY + "[random]\ncount = 2\nsequence = 'lattice'\n")
+    with pytest.raises(ValueError, match="spec: not TOML"):
+        SweepSpec.from_toml("[base\n")
+    with pytest.raises(ValueError, match=r"scheme 'easgd' needs.*\(line 17\)"):
+        SweepSpec.from_toml(TINY + 'scheme = [{name = "easgd", n = 2, tau = 2}]\n')
+
+
+@pytest.mark.parametrize("sequence", ["sobol", "halton"])
+def test_quasi_random_points_are_reproducible_from_spec_and_index(sequence):
+    def spec(count, seed=0):
+        return SweepSpec.from_toml(
+            TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", "seed = [0]\n")
+            + f"""
+[random]
+count = {count}
+sequence = "{sequence}"
+seed = {seed}
+[random.axes.lr]
+low = 0.001
+high = 1.0
+log = true
+[random.axes.batch_size]
+low = 8
+high = 64
+integer = true
+"""
+        )
+
+    eight, sixteen = spec(8).points(), spec(16).points()
+    assert eight == spec(8).points()  # same spec, same points
+    assert sixteen[:8] == eight  # point i depends only on the spec and i
+    assert spec(8, seed=1).points() != eight
+    lrs = np.array([p.lr for p in sixteen])
+    assert np.all((lrs >= 0.001) & (lrs <= 1.0))
+    # log-uniform: log10(lr) spreads over the 3 decades, each decade gets points
+    assert np.histogram(np.log10(lrs), bins=3, range=(-3, 0))[0].min() >= 3
+    assert all(isinstance(p.batch_size, int) and 8 <= p.batch_size <= 64 for p in sixteen)
+
+
+# ------------------------------------------------------------------ the Schedule cache
+def test_cached_schedule_equals_a_fresh_one_and_is_shared_by_an_lr_grid(tmp_path):
+    spec = SweepSpec.from_toml(TINY)
+    points = spec.points()
+    keys = {(p.lr, p.seed): schedule_key(p) for p in points}
+    assert keys[0.1, 0] == keys[0.3, 0] != keys[0.1, 1]  # lr shares; the seed does not
+    paths = runner._schedules(tmp_path, points)
+    assert len(set(paths.values())) == 2 == len(list((tmp_path / "schedules").glob("*.parquet")))
+    for p in points:
+        cached = Schedule.load(paths[schedule_key(p)])
+        fresh = schedule_for(p, get_workload(p.workload, **p.workload_args))
+        pd.testing.assert_frame_equal(cached.frame, fresh.frame)
+        assert cached.meta == fresh.meta
+    # a run with the cached Schedule gives the numbers of a run that simulates its own
+    point = points[1]
+    with_cache = run(point, tmp_path / "a", schedule=Schedule.load(paths[schedule_key(point)]))
+    pd.testing.assert_frame_equal(with_cache.frame, run(point).frame)
+
+
+# ------------------------------------------------------------------ the runner
+def test_sweep_runs_skips_complete_runs_and_reuses_them_when_the_spec_changes(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    out = tmp_path / "sweep"
+    summary = run_sweep(spec, out, progress=False)
+    assert (summary["state"] == "complete").sum() == 4 and len(_log(out)) == 8
+    assert run_sweep(spec, out, progress=False)["state"].eq("complete").all()
+    assert len(_log(out)) == 8  # nothing ran again
+    spec.write_text(TINY.replace("seed = [0, 1]", "seed = [0, 1, 2]"))  # one more seed
+    run_sweep(spec, out, progress=False)
+    started = [e["id"] for e in _log(out)[8:] if e["event"] == "start"]
+    assert len(started) == 2 and set(started).isdisjoint(summary["run_id"])
+    assert status(out).to_dict() == {"complete": 6, "partial": 0, "failed": 0, "new": 0}
+    ev, summary = load(out)
+    assert len(summary) == 6 and set(ev["run_id"]) == set(summary["run_id"])
+    assert {"lr", "seed", "scheme", "scheme.n", "workload", "workload.n_train"} <= set(ev)
+    assert ev.groupby("run_id")["update"].max().eq(39).all()  # updates 0..39
+
+
+def test_a_run_that_raises_is_recorded_and_a_diverged_run_is_a_result(tmp_path):
+    def broken(**kwargs):
+        raise RuntimeError("this workload cannot be built")
+
+    register_workload("broken_for_test", broken)
+    try:
+        spec = SweepSpec.from_toml(
+            TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", "")
+            + """\
+workload = [{name = "broken_for_test"}, {name = "quadratic"}]
+lr = [0.01, 100.0]
+"""
+        )
+        summary = run_sweep(spec, tmp_path, progress=False).set_index(["workload", "lr"])
+    finally:
+        WORKLOADS.pop("broken_for_test")
+    assert summary.loc[("broken_for_test", 0.01), "state"] == "failed"
+    error = next((tmp_path / "runs").glob("*/error.txt")).read_text()
+    assert "RuntimeError: this workload cannot be built" in error
+    assert summary.loc[("quadratic", 100.0), "state"] == "complete"
+    assert summary.loc[("quadratic", 100.0), "status"] == "diverged"
+    assert summary.loc[("quadratic", 0.01), "status"] == "ok"
+    assert status(tmp_path)["failed"] == 2
+    tables = report(tmp_path)
+    assert set(tables["failures"]["error"]) == {"RuntimeError: this workload cannot be built"}
+
+
+def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        TINY.replace("updates = 40", "updates = 400").replace(
+            "lr = [0.1, 0.3]", "lr = [0.03, 0.1, 0.3, 1.0]"
+        )
+    )
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command += ["--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not any(e["event"] == "end" for e in _log(out)):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no run finished within 180 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its pool, at once
+        proc.wait(timeout=30)
+    states = {p.name: runner.store.run_state(p) for p in (out / "runs").iterdir()}
+    complete = {k for k, v in states.items() if v == "complete"}
+    points = {c.id() for c in SweepSpec.load(spec).points()}
+    assert 1 <= len(complete) < len(points), states  # killed part way
+    before = len(_log(out))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    second = _log(out)[before:]
+    started = [e["id"] for e in second if e["event"] == "start"]
+    assert sorted(started) == sorted(points - complete)  # each unfinished run once, no other
+    assert status(out)["complete"] == len(points)
+    # a run continued from its checkpoint has the numbers of an uninterrupted one
+    ev, _ = load(out)
+    config = SweepSpec.load(spec).points()[0]
+    fresh = run(config)
+    got = ev[ev["run_id"] == config.id()].reset_index(drop=True)
+    np.testing.assert_array_equal(got["test_loss"], fresh.evaluations["test_loss"])
+
+
+# ------------------------------------------------------------------ back-ends
+def test_local_pool_gives_the_numbers_of_one_by_one(tmp_path):
+    spec = SweepSpec.from_toml(TINY)
+    serial = run_sweep(spec, tmp_path / "one", jobs=1, progress=False)
+    pool = run_sweep(spec, tmp_path / "two", jobs=2, progress=False)
+    cols = ["run_id", "final", "best", "updates"]
+    pd.testing.assert_frame_equal(
+        serial[cols].sort_values("run_id").reset_index(drop=True),
+        pool[cols].sort_values("run_id").reset_index(drop=True),
+    )
+
+
+def _kill_first_attempt(task: dict) -> dict:
+    """run_point, except that the first attempt at the first task kills its own worker
+    process (SIGKILL), as an OOM killer or a lost node would."""
+    marker = Path(task["out"]) / "killed-once"
+    if task["config"]["seed"] == 0 and task["config"]["lr"] == 0.1:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return runner.run_point(task)
+
+
+def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
+    import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
+    from ray import cloudpickle  # Ray's own copy pickles its remote functions
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        _, configs, tasks = runner.plan(SweepSpec.from_toml(TINY), tmp_path)
+        results = list(runner._ray(_kill_first_attempt, tasks, 2, None))
+        assert (tmp_path / "killed-once").exists()  # a worker did die
+        assert sorted(r["id"] for r in results) == sorted(c.id() for c in configs)
+        assert all(r["state"] == "complete" for r in results)
+        summary = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "ray", backend="ray")
+        assert summary["state"].eq("complete").all() and len(summary) == 4
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    local = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "local", progress=False)
+    cols = ["run_id", "final"]
+    pd.testing.assert_frame_equal(
+        summary[cols].sort_values("run_id").reset_index(drop=True),
+        local[cols].sort_values("run_id").reset_index(drop=True),
+    )
+
+
+def test_submitit_backend_with_its_local_executor(tmp_path, watchdog):
+    import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
+
+    summary = run_sweep(
+        SweepSpec.from_toml(TINY),
+        tmp_path,
+        backend="submitit",
+        executor="local",
+        parameters={"timeout_min": 4},
+        progress=False,
+    )
+    assert summary["state"].eq("complete").all() and len(summary) == 4
+    assert any((tmp_path / "submitit").iterdir())  # submitit's own logs
+
+
+def test_missing_extras_are_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    spec = SweepSpec.from_toml(TINY)
+    with pytest.raises(ValueError, match=r"\[ray\] extra"):
+        run_sweep(spec, tmp_path, backend="ray", progress=False)
+    with pytest.raises(ValueError, match=r"\[slurm\] extra"):
+        run_sweep(spec, tmp_path, backend="submitit", progress=False)
+    with pytest.raises(ValueError, match="backend"):
+        run_sweep(spec, tmp_path, backend="dask", progress=False)
+    with pytest.raises(ValueError, match="jobs"):
+        run_sweep(spec, tmp_path, jobs=0, progress=False)
+
+
+# ------------------------------------------------------------------ analysis
+def _summary() -> pd.DataFrame:
+    """Two schemes x two lrs x three seeds on two workloads, values chosen by hand."""
+    rows = []
+    values = {  # (workload, label, lr) -> final accuracy per seed
+        ("w1", "A", 0.1): [0.50, 0.60, 0.70],
+        ("w1", "A", 0.3): [0.80, 0.70, 0.90],
+        ("w1", "B", 0.1): [0.40, 0.40, 0.40],
+        ("w1", "B", 0.3): [0.20, 0.30, 0.10],
+        ("w2", "A", 0.1): [0.10, 0.20, 0.30],
+        ("w2", "A", 0.3): [0.30, 0.30, 0.30],
+        ("w2", "B", 0.1): [0.90, 0.80, 0.70],
+        ("w2", "B", 0.3): [0.60, 0.60, 0.60],
+    }
+    ttt = {("w1", "A"): 10.0, ("w1", "B"): 30.0, ("w2", "A"): 40.0, ("w2", "B"): 20.0}
+    for (w, label, lr), finals in values.items():
+        for seed, final in enumerate(finals):
+            t = ttt[w, label] * (1 + seed) if lr == 0.3 else math.nan
+            rows.append(dict(workload=w, label=label, lr=lr, seed=seed, final=final, t=t))
+    return pd.DataFrame(rows)
+
+
+def test_time_to_target_is_the_first_time_the_metric_reaches_it():
+    ev = pd.DataFrame(
+        {
+            "run_id": ["a"] * 4 + ["b"] * 3 + ["c"] * 2,
+            "time": [0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 10.0, 0.0, 1.0],
+            "test_accuracy": [0.1, 0.6, 0.4, 0.7, 0.1, 0.2, 0.55, 0.1, 0.2],
+            "test_loss": [2.0, 1.0, 1.5, 0.5, 2.0, 1.9, 0.9, 3.0, 2.5],
+        }
+    )
+    got = time_to_target(ev.sample(frac=1, random_state=0), 0.55)  # order of rows irrelevant
+    assert got.loc["a"] == 1.0 and got.loc["b"] == 10.0 and math.isnan(got.loc["c"])
+    loss = time_to_target(ev, 1.0, "test_loss", higher_is_better=False)
+    assert loss.to_dict() == {"a": 1.0, "b": 10.0, "c": pytest.approx(math.nan, nan_ok=True)}
+
+
+def test_over_seeds_mean_best_worst_and_bootstrap_interval():
+    s = _summary()
+    table = over_seeds(s, "final", ["workload", "label", "lr"]).set_index(
+        ["workload", "label", "lr"]
+    )
+    row = table.loc["w1", "A", 0.1]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(0.6)
+    assert (row["best"], row["worst"]) == (0.7, 0.5)
+    assert 0.5 <= row["ci_low"] < 0.6 < row["ci_high"] <= 0.7  # percentile CI of 3 values
+    const = table.loc["w1", "B", 0.1]
+    assert (const["ci_low"], const["ci_high"]) == (0.4, 0.4)  # no spread, no interval
+    # lower is better, and a NaN (never reached) is the worst and left out of the mean
+    t = s.copy()
+    t.loc[(t.workload == "w1") & (t.label == "A") & (t.lr == 0.3) & (t.seed == 2), "t"] = np.nan
+    tt = over_seeds(t, "t", ["workload", "label", "lr"], higher_is_better=False)
+    row = tt.set_index(["workload", "label", "lr"]).loc["w1", "A", 0.3]
+    assert row["mean"] == pytest.approx(15.0) and row["best"] == 10.0
+    assert math.isnan(row["worst"]) and row["n_finite"] == 2
+    # the interval covers the true mean at about its level: normal samples, 200 replications
+    rng = np.random.default_rng(1)
+    frames = [pd.DataFrame({"rep": r, "v": rng.normal(0.0, 1.0, 30)}) for r in range(200)]
+    ci = over_seeds(pd.concat(frames), "v", ["rep"], seed=2)
+    coverage = ((ci["ci_low"] <= 0) & (ci["ci_high"] >= 0)).mean()
+    assert abs(coverage - 0.95) < 4 * math.sqrt(0.95 * 0.05 / 200) + 0.02  # percentile CI is
+    # slightly narrow at n = 30 (about 0.93-0.94), within four binomial SEs plus that bias
+
+
+def test_best_lr_states_its_protocol_and_picks_the_best_mean():
+    best = best_lr(_summary(), "final", ["workload", "label"]).set_index(["workload", "label"])
+    assert best["lr"].to_dict() == {
+        ("w1", "A"): 0.3,  # mean 0.8 vs 0.6
+        ("w1", "B"): 0.1,  # 0.4 vs 0.2
+        ("w2", "A"): 0.3,  # 0.3 vs 0.2
+        ("w2", "B"): 0.1,  # 0.8 vs 0.6
+    }
+    assert best.loc[("w1", "A"), "mean"] == pytest.approx(0.8)
+    assert best["protocol"].iloc[0] == (
+        "mean over seeds of final; lr grid [0.1, 0.3]; same budget for every group"
+    )
+    worst = best_lr(_summary(), "t", ["workload", "label"], higher_is_better=False)
+    assert worst["lr"].eq(0.3).all()  # lr 0.1 never reached the target: NaN cannot win
+
+
+def test_performance_profile_against_hand_computed_ratios():
+    # mean time to target (lr 0.3): w1: A 20, B 60; w2: A 80, B 40
+    profile = performance_profile(
+        _summary()[lambda d: d.lr == 0.3], "t", taus=(1.0, 2.0, 3.0)
+    ).set_index(["solver", "tau"])["rho"]
+    # ratios r_ps: A: w1 1, w2 2; B: w1 3, w2 1
+    assert profile.to_dict() == {
+        ("A", 1.0): 0.5,
+        ("A", 2.0): 1.0,
+        ("A", 3.0): 1.0,
+        ("B", 1.0): 0.5,
+        ("B", 2.0): 0.5,
+        ("B", 3.0): 1.0,
+    }
+    # a solver that never solves a problem never reaches rho = 1 there
+    s = _summary()[lambda d: d.lr == 0.3].copy()
+    s.loc[(s.workload == "w2") & (s.label == "A"), "t"] = np.nan
+    rho = performance_profile(s, "t", taus=(100.0,)).set_index("solver")["rho"]
+    assert rho.to_dict() == {"A": 0.5, "B": 1.0}
+
+
+def test_sensitivity_is_over_seeds_per_lr():
+    table = sensitivity(_summary(), "final", ["workload", "label"])
+    assert len(table) == 8 and set(table["lr"]) == {0.1, 0.3}
+    row = table.set_index(["workload", "label", "lr"]).loc["w2", "B", 0.1]
+    assert (row["mean"], row["best"], row["worst"]) == (pytest.approx(0.8), 0.9, 0.7)
+
+
+# ------------------------------------------------------------------ the quick spec
+@pytest.mark.slow
+def test_quick_spec_end_to_end_with_its_report(tmp_path):
+    out = tmp_path / "quick"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/quick.toml"]
+    command += ["--out", str(out), "--jobs", "2", "--no-progress"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    spec = SweepSpec.load(ROOT / "sweeps/quick.toml")
+    points = spec.points()
+    assert f"{len(points)} runs: {len(points)} complete" in done.stdout
+    rep = subprocess.run(
+        [sys.executable, "-m", "toolkit", "sweep", "report", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rep.returncode == 0, rep.stderr
+    dest = out / "report"
+    final = pd.read_csv(dest / "final.csv")
+    ev, summary = load(out)
+    n_configs = len({(p.workload, str(p.scheme), p.lr) for p in points})
+    assert len(final) == n_configs and final["n"].eq(2).all()  # two seeds each
+    # the report's numbers are those of the runs on disk
+    for _, row in final.iterrows():
+        runs = summary[
+            (summary.workload == row.workload)
+            & (summary.label == row.label)
+            & (summary.lr == row.lr)
+        ]
+        assert row["mean"] == pytest.approx(runs["final"].mean())
+        assert row["best"] == pytest.approx(runs["final"].max())
+    best = pd.read_csv(dest / "best_lr.csv")
+    assert len(best) == n_configs // 3 and best["protocol"].str.contains("same budget").all()
+    profile = pd.read_csv(dest / "performance_profile.csv")
+    assert profile["rho"].between(0, 1).all()
+    for workload in ("mnist1d_mlp", "logreg"):
+        for kind in ("curves", "lr", "heatmap"):
+            for suffix in ("pdf", "png"):
+                assert (dest / f"{workload}_{kind}.{suffix}").stat().st_size > 1000
+    # every run had the same simulated wall-clock budget
+    assert ev.groupby("run_id")["time"].max().le(spec.base["time_budget"]).all()
+
+
+def test_paper_spec_gives_every_scheme_the_same_grid_and_budget():
+    points = SweepSpec.load(ROOT / "sweeps/paper.toml").points()
+    assert len({p.id() for p in points}) == len(points) == 1600
+    names = {p.scheme.name for p in points}
+    assert {"sync", "backup", "async", "kasync", "kbatchasync", "delayed", "easgd"} <= names
+    assert "localsgd" in names and {p.workload for p in points} == {"mnist1d_mlp", "digits_cnn"}
+    grids = {}
+    for p in points:
+        grids.setdefault((p.workload, str(p.scheme)), set()).add((p.lr, p.batch_size, p.seed))
+    assert len(set(map(frozenset, grids.values()))) == 1  # the tuning protocol: one grid
+    assert {p.time_budget for p in points} == {600.0}
+    # groups compare equal clusters: each scheme at 8 or 16 machines (Backup(n - 1, 1) too)
+    assert {p.scheme.rule.machines for p in points} == {8, 16}

@@ -1,0 +1,109 @@
+"""``toolkit sweep run SPEC --out DIR``, ``toolkit sweep status DIR``, ``toolkit sweep report
+DIR``: run a sweep spec (resumable: the same command after a kill or an edit of the spec runs only
+what is not complete), count its runs, and write its tables and figures.
+
+Examples::
+
+    toolkit sweep run sweeps/quick.toml --out runs/quick --jobs 2
+    toolkit sweep run sweeps/paper.toml --out runs/paper --backend ray --address auto
+    toolkit sweep run sweeps/paper.toml --out runs/paper --backend submitit \\
+        --slurm-partition gpu
+    toolkit sweep status runs/quick
+    toolkit sweep report runs/quick            # tables and figures in runs/quick/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sweep`` and its sub-subcommands ``run``, ``status``, ``report``."""
+    sweep = subparsers.add_parser(
+        "sweep", help="run, count and report parameter sweeps", description=__doc__.splitlines()[0]
+    )
+    sub = sweep.add_subparsers(dest="sweep_command", metavar="subcommand")
+
+    def usage(_args: argparse.Namespace) -> int:
+        sweep.print_help()
+        return 2
+
+    sweep.set_defaults(func=usage)
+    r = sub.add_parser("run", help="run (or continue) every point of a spec")
+    r.add_argument("spec", help="sweep spec (TOML; see toolkit.sweeps.spec)")
+    r.add_argument("--out", required=True, help="sweep directory (created; reused when it exists)")
+    r.add_argument(
+        "--jobs", type=int, default=None, help="parallel runs (default: the CPUs, at most 8)"
+    )
+    r.add_argument("--backend", choices=["local", "ray", "submitit"], default="local")
+    r.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
+    r.add_argument(
+        "--executor",
+        choices=["auto", "slurm", "local"],
+        default="auto",
+        help="submitit executor (--backend submitit; default auto)",
+    )
+    r.add_argument("--slurm-partition", default=None, help="Slurm partition (--backend submitit)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_run)
+    s = sub.add_parser("status", help="runs complete, partial, failed and still to do")
+    s.add_argument("out", help="sweep directory")
+    s.set_defaults(func=_status)
+    rep = sub.add_parser("report", help="tables (CSV) and figures (PDF, PNG) of a sweep")
+    rep.add_argument("out", help="sweep directory")
+    rep.add_argument("--dest", default=None, help="report directory (default OUT/report)")
+    rep.set_defaults(func=_report)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from toolkit.sweeps.runner import run_sweep
+
+    jobs = args.jobs if args.jobs is not None else min(8, os.cpu_count() or 1)
+    parameters = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
+    summary = run_sweep(
+        args.spec,
+        args.out,
+        jobs=jobs,
+        backend=args.backend,
+        address=args.address,
+        executor=args.executor,
+        parameters=parameters,
+        progress=not args.no_progress,
+    )
+    print(_counts(summary))
+    failed = int((summary["state"] == "failed").sum())
+    if failed:
+        print(f"{failed} run(s) raised; their tracebacks: {args.out}/runs/<id>/error.txt")
+    return 1 if failed else 0
+
+
+def _counts(summary) -> str:
+    counts = summary["state"].value_counts()
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("complete", "partial", "failed", "new")]
+    diverged = int((summary.get("status") == "diverged").sum()) if "status" in summary else 0
+    return f"{len(summary)} runs: " + ", ".join(parts) + f" ({diverged} diverged)"
+
+
+def _status(args: argparse.Namespace) -> int:
+    from toolkit.sweeps.store import status
+
+    print(status(args.out).to_string())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from toolkit.sweeps.report import report
+
+    tables = report(args.out, args.dest)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        for name in ("final", "time_to_target", "best_lr", "failures"):
+            if name in tables:
+                print(f"\n{name}:\n{tables[name].to_string(index=False)}")
+    dest = args.dest or f"{args.out}/report"
+    print(f"\ntables and figures in {dest}")
+    return 0

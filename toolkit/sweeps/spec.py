@@ -1,0 +1,260 @@
+"""Sweep specs: a base RunConfig and the axes that vary it, declared once in TOML or Python.
+
+::
+
+    name = "lr-by-seed"
+
+    [base]                       # a RunConfig table (toolkit.runs.config)
+    updates = 300
+    compute = "expon(loc=1, scale=0.5)"
+    [base.scheme]
+    name = "sync"
+    n = 8
+    [base.workload]
+    name = "mnist1d_mlp"
+
+    [grid]                       # every combination of these values
+    lr = [0.03, 0.1, 0.3]
+    seed = [0, 1, 2]
+    "scheme.n" = [8, 16]         # a field inside a table, by its dotted path
+    scheme = [{name = "sync", n = 8}, {name = "backup", n = 7, b = 1}]   # whole tables
+
+    [random]                     # and, for each grid point, `count` quasi-random points
+    count = 8
+    sequence = "sobol"           # or "halton" (scipy.stats.qmc, scrambled with `seed`)
+    seed = 0
+    [random.axes.lr]
+    low = 0.01
+    high = 1.0
+    log = true
+
+Point i of the quasi-random sequence is the i-th of the scrambled sequence of the spec's seed, so
+every point is reproducible from the spec and its index (as AlgoPerf samples tuning trials). Axes
+apply in order of their paths' depth (``scheme`` before ``scheme.n``). The spec is validated
+before anything runs: an unknown key or a wrong type is an error naming it and its line, and every
+point must make a valid RunConfig.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+from scipy.stats import qmc
+
+from toolkit.checks import check_choice, check_int, check_real
+from toolkit.runs.config import RunConfig
+
+__all__ = ["Axis", "SweepSpec"]
+
+SEQUENCES = ("sobol", "halton")
+_TOP = ("name", "base", "grid", "random")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A quasi-random axis: ``field`` from ``low`` to ``high`` (log-uniform with ``log``,
+    rounded with ``integer``)."""
+
+    field: str
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        check_real(f"random.axes.{self.field}.low", self.low)
+        check_real(f"random.axes.{self.field}.high", self.high)
+        if not self.low < self.high:
+            raise ValueError(f"random.axes.{self.field}: low must be < high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"random.axes.{self.field}: log needs low > 0")
+
+    def value(self, u: float) -> float | int:
+        """The axis value at u in [0, 1)."""
+        if self.log:
+            v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + u * (self.high - self.low)
+        return round(v) if self.integer else float(v)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A base RunConfig (a ``RunConfig`` or its plain table), grid axes (``{path: values}``) and
+    quasi-random axes (module docstring)."""
+
+    base: dict | RunConfig
+    grid: dict = field(default_factory=dict)
+    axes: tuple[Axis, ...] = ()
+    count: int = 0
+    sequence: str = "sobol"
+    seed: int = 0
+    name: str = "sweep"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, RunConfig):
+            object.__setattr__(self, "base", self.base.to_dict())
+        if not isinstance(self.base, dict):
+            raise ValueError("base: expected a RunConfig table")
+        for path, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid.{path}: expected a non-empty list of values")
+        check_choice("random.sequence", self.sequence, SEQUENCES)
+        check_int("random.count", self.count, 0)
+        if self.axes and not self.count:
+            raise ValueError("random.count: quasi-random axes need count >= 1")
+        check_int("random.seed", self.seed, 0)
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def from_toml(cls, text: str) -> SweepSpec:
+        """The spec of a TOML text; errors name the key and its line."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"spec: not TOML ({err})") from None
+        try:
+            spec = cls._from_dict(data)
+            spec.points()  # every point must be a valid RunConfig
+        except ValueError as err:
+            msg = str(err)
+            key = _key_of(msg)
+            line = _line_of(text, key, getattr(err, "section", None))
+            raise ValueError(f"{msg} (line {line})" if line else msg) from None
+        return spec
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepSpec:
+        return cls.from_toml(Path(path).read_text())
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> SweepSpec:
+        unknown = sorted(set(data) - set(_TOP))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown key; a spec has {', '.join(_TOP)}")
+        grid = data.get("grid", {})
+        if not isinstance(grid, dict):
+            raise ValueError("grid: expected a table of field = [values]")
+        random = dict(data.get("random", {}))
+        known = {"count", "sequence", "seed", "axes"}
+        extra = sorted(set(random) - known)
+        if extra:
+            raise ValueError(
+                f"{extra[0]}: unknown key in [random]; valid: {', '.join(sorted(known))}"
+            )
+        axes = []
+        for name, table in random.pop("axes", {}).items():
+            if not isinstance(table, dict):
+                raise ValueError(f"{name}: expected a table with low, high (and log, integer)")
+            bad = sorted(set(table) - {"low", "high", "log", "integer"})
+            if bad:
+                raise ValueError(f"{bad[0]}: unknown key in [random.axes.{name}]")
+            axes.append(Axis(name, **table))
+        return cls(
+            base=data.get("base", {}),
+            grid=dict(grid),
+            axes=tuple(axes),
+            name=str(data.get("name", "sweep")),
+            **random,
+        )
+
+    # ------------------------------------------------------------------ points
+    def random_points(self) -> list[dict]:
+        """The quasi-random points, one {field: value} per index 0..count-1."""
+        if not self.axes:
+            return [{}]
+        d = len(self.axes)
+        if self.sequence == "sobol":
+            engine = qmc.Sobol(d, scramble=True, seed=self.seed)
+        else:
+            engine = qmc.Halton(d, scramble=True, seed=self.seed)
+        u = engine.random(self.count)
+        return [
+            {a.field: a.value(float(u[i, j])) for j, a in enumerate(self.axes)}
+            for i in range(self.count)
+        ]
+
+    def points(self) -> list[RunConfig]:
+        """Every point of the sweep as a RunConfig: the grid's product times the random points."""
+        paths = sorted(self.grid, key=lambda p: p.count("."))
+        out = []
+        for values in itertools.product(*(self.grid[p] for p in paths)):
+            for extra in self.random_points():
+                table = copy.deepcopy(self.base)
+                assigned = [*zip(paths, values, strict=True), *extra.items()]
+                for path, value in assigned:
+                    _set(table, path, value)
+                try:
+                    out.append(RunConfig.from_dict(table))
+                except ValueError as err:
+                    point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
+                    key = _key_of(str(err))
+                    set_by = [p for p, _ in assigned if key in (p, p.split(".")[0])]
+                    raise _PointError(
+                        f"{err}" + (f" (at the point {point})" if point else ""),
+                        ("random" if set_by[0] in extra else "grid") if set_by else "base",
+                    ) from None
+        return out
+
+
+class _PointError(ValueError):
+    """A point that is not a valid RunConfig; ``section`` is where its bad value was set."""
+
+    def __init__(self, message: str, section: str) -> None:
+        super().__init__(message)
+        self.section = section
+
+
+def _set(table: dict, path: str, value: object) -> None:
+    """table[a][b] = value for path "a.b" (a workload name given as a string stays a name)."""
+    keys = path.split(".")
+    for key in keys[:-1]:
+        sub = table.get(key)
+        if isinstance(sub, str) and key == "workload":
+            sub = {"name": sub}
+        if not isinstance(sub, dict):
+            sub = {}
+        table[key] = sub
+        table = sub
+    table[keys[-1]] = copy.deepcopy(value)
+
+
+def _key_of(message: str) -> str:
+    """The field an error message names first (``"lr must be ..."``, ``"lr: ..."``)."""
+    match = re.match(r"[\w.]+", message)
+    return match.group() if match else ""
+
+
+def _line_of(text: str, key: str, section: str | None = None) -> int | None:
+    """The first line (1-based) where ``key`` (or its last dotted part) is assigned or opens a
+    table; with ``section``, the first such line inside the table ``[section]`` (or its
+    sub-tables), else the line that opens it."""
+    lines = text.splitlines()
+    start, stop = 0, len(lines)
+    if section is not None:
+        head = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*[\].]")
+        opened = [i for i, line in enumerate(lines) if head.search(line)]
+        if not opened:
+            return None
+        start = opened[0]
+        later = [
+            i
+            for i in range(start + 1, len(lines))
+            if re.match(r"^\s*\[", lines[i]) and not head.search(lines[i])
+        ]
+        stop = later[0] if later else len(lines)
+    names = [key, key.rsplit(".", 1)[-1]] if key else []
+    for name in names:
+        pat = re.compile(
+            rf'^\s*(\[+\s*[\w.]*?"?{re.escape(name)}"?\s*\]+|"?{re.escape(name)}"?\s*=)'
+        )
+        for i in range(start, stop):
+            if pat.search(lines[i]):
+                return i + 1
+    return start + 1 if section is not None else None
