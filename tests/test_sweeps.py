@@ -520,3 +520,23 @@ def test_paper_spec_gives_every_scheme_the_same_grid_and_budget():
     assert {p.time_budget for p in points} == {600.0}
     # groups compare equal clusters: each scheme at 8 or 16 machines (Backup(n - 1, 1) too)
     assert {p.scheme.rule.machines for p in points} == {8, 16}
+
+
+def test_curves_average_seeds_on_a_common_time_grid():
+    from toolkit.plots import plot_curves
+
+    df = pd.DataFrame(
+        {
+            "time": [0.0, 10, 20, 0, 5, 15, 20],
+            "test_accuracy": [0.0, 1, 2, 0, 1, 3, 4],
+            "seed": [0, 0, 0, 1, 1, 1, 1],
+            "update": [0, 1, 2, 0, 1, 2, 3],
+            "label": "A",
+        }
+    )
+    fig = plot_curves(df, by="label")
+    line = fig.axes[0].lines[0]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert (x[0], x[-1], len(x)) == (0.0, 20.0, 64)
+    both = np.interp(x, [0, 10, 20], [0, 1, 2]) + np.interp(x, [0, 5, 15, 20], [0, 1, 3, 4])
+    np.testing.assert_allclose(y, both / 2)
