@@ -29,6 +29,7 @@ LAYERS = [
     "workloads",
     "replay",
     "runs",
+    "distributed",
     "compare",
     "plots",
     "sweeps",

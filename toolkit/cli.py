@@ -26,6 +26,10 @@ COMMANDS = {
     "train": ("toolkit.runs.cli", "train a real model following a simulated Schedule"),
     "run": ("toolkit.runs.cli", "run (or resume) a RunConfig from a TOML or JSON file"),
     "sweep": ("toolkit.sweeps.cli", "run, count and report parameter sweeps"),
+    "distributed": (
+        "toolkit.distributed.cli",
+        "run a scheme as real processes (torch.distributed, gloo) on this machine",
+    ),
 }
 
 
