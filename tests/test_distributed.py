@@ -3,8 +3,11 @@ tests (tensorflow/python/training/sync_replicas_optimizer_test.py, ``test2Worker
 ``test3Workers1Backup``): 2 variables starting at 0 and 1, worker i's gradients 0.1 + 0.2 i and
 0.9 + 0.2 i, plain SGD with lr 2.0; the expected values are those the TF tests assert."""
 
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -209,3 +212,76 @@ def test_cli_runs_a_scheme_and_writes_its_schedule(tmp_path):
     bad += ["--out", str(tmp_path / "e")]
     refused = subprocess.run(bad, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "no distributed path" in refused.stderr
+
+
+# ------------------------------------------------------------------ faults
+def _run_and_kill(config, out, rank, *, after=1.0, **kw):
+    """run_distributed in a thread; SIGKILL ``rank`` ``after`` seconds into training (once
+    every rank has written its ready marker). Returns (result or exception, killed pid)."""
+    box: dict = {}
+
+    def go():
+        try:
+            box["result"] = run_distributed(config, out=out, **kw)
+        except Exception as err:  # the test inspects it
+            box["error"] = err
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    world = config.scheme.rule.machines + (0 if config.scheme.name == "sync" else 1)
+    deadline = time.monotonic() + 90
+    while len(list(out.glob("rank*.ready"))) < world:
+        assert time.monotonic() < deadline and thread.is_alive(), box
+        time.sleep(0.05)
+    time.sleep(after)
+    pid = _rank_pid(out, rank)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the run did not end within 120 s of the kill"
+    return box.get("result", box.get("error")), pid
+
+
+def _rank_pid(out, rank: int) -> int:
+    for pid in _children(os.getpid()):
+        try:
+            args = open(f"/proc/{pid}/cmdline").read().split("\0")
+        except FileNotFoundError:
+            continue
+        if "toolkit.distributed.process" in args and args[-2] == str(rank) and str(out) in args[-3]:
+            return pid
+    raise AssertionError(f"rank {rank} not found")
+
+
+def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
+    for scheme, updates in ((Backup(2, 1), 100), (Async(3), 300)):  # about 4 s each
+        config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, seed=1)
+        out = tmp_path / scheme.name
+        result, _ = _run_and_kill(config, out, rank=2, after=0.5, time_scale=0.03, timeout=120)
+        assert not isinstance(result, Exception), result
+        schedule, params = result
+        assert schedule.updates == updates and schedule.meta["died"] == [1]
+        used = schedule.used
+        late = used[used["update"] >= updates - 10]
+        assert not (late["worker"] == 1).any()  # the dead worker's gradients stop
+        res = train(schedule, "logreg", lr=0.1, seed=1, device="cpu")
+        torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
+
+
+def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
+    config = RunConfig(scheme=Backup(3, 0), workload="logreg", updates=400, lr=0.1)
+    error, _ = _run_and_kill(config, tmp_path, rank=2, time_scale=0.03, timeout=120)
+    assert isinstance(error, RuntimeError)
+    assert "rank 2 died (SIGKILL)" in str(error) and "needs 3" in str(error)
+
+
+def test_a_collective_run_stops_naming_the_dead_rank(tmp_path):
+    config = RunConfig(scheme=Sync(3), workload="logreg", updates=400, lr=0.1)
+    error, _ = _run_and_kill(config, tmp_path, rank=1, time_scale=0.03, timeout=120)
+    assert isinstance(error, RuntimeError) and "rank 1 died (SIGKILL)" in str(error)
+
+
+def test_workers_stop_when_the_server_is_killed(tmp_path):
+    config = RunConfig(scheme=Async(2), workload="logreg", updates=4000, lr=0.1)
+    error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03, timeout=120)
+    assert isinstance(error, RuntimeError) and "rank 0 died (SIGKILL)" in str(error)
+    assert not any(_alive(p) for p in _children(os.getpid()))

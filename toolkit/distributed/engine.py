@@ -44,7 +44,10 @@ def run_distributed(
     on this machine. ``time_scale``: seconds of injected delay per unit of the config's step-time
     model (``inject=False`` for none, on a real cluster); ``collective``: Sync by ``all_reduce``
     (else through the server, like Backup(n, 0)); ``timeout`` bounds the whole run,
-    ``wait_timeout`` each wait for a message. Returns the measured Schedule and the parameters."""
+    ``wait_timeout`` each wait for a message. A worker of a server scheme may die (SIGKILL, a
+    lost node) while the scheme can go on: Backup(n, b) while n workers are left, Async while
+    one is; ``schedule.meta["died"]`` lists them. A collective run stops with the first dead
+    rank, named in the error. Returns the measured Schedule and the parameters."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
@@ -73,8 +76,12 @@ def run_distributed(
         }
         path = folder / "job.json"
         path.write_text(json.dumps(job))
-        launch(path, world, timeout=timeout, log_dir=folder)
-        ranks = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(world)]
+        survivable = () if collective else tuple(range(1, world))  # the server decides
+        died = launch(path, world, timeout=timeout, log_dir=folder, survivable=survivable)
+        ranks = [
+            json.loads((folder / f"rank{r}.json").read_text()) if r not in died else {}
+            for r in range(world)
+        ]
         params = torch.load(folder / "params.pt")
     meta = {
         "scheme": scheme.to_dict(),
@@ -84,6 +91,7 @@ def run_distributed(
         "engine": "distributed",
         "time_scale": float(time_scale) if inject else 0.0,
         "collective": collective,
+        "died": [r - 1 for r in died],  # workers killed during the run (server schemes)
     }
     return Schedule(_frame(ranks, collective), meta=meta), params
 
@@ -114,7 +122,7 @@ def _frame(ranks: list[dict], collective: bool):
         )
     rows = list(ranks[0]["rows"])
     for r in ranks[1:]:
-        rows += r["cancelled"]
+        rows += r.get("cancelled", [])  # a worker that died left none
     u, t, w, v, used, b, comp = (np.array(c) for c in zip(*rows, strict=True))
     used = used.astype(bool)
     return sort_shared(

@@ -36,11 +36,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def launch(job: Path, world: int, *, timeout: float, log_dir: Path) -> None:
+def launch(
+    job: Path, world: int, *, timeout: float, log_dir: Path, survivable: tuple[int, ...] = ()
+) -> list[int]:
     """Run ``python -m toolkit.distributed.process JOB RANK`` for every rank of ``world`` with
     the rendezvous of torch.distributed (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
-    ``WORLD_SIZE``) on 127.0.0.1. Returns when all exit 0; otherwise kills the rest and raises a
-    RuntimeError naming each failed rank with the end of its stderr (``log_dir/rank<r>.err``)."""
+    ``WORLD_SIZE``) on 127.0.0.1. A rank in ``survivable`` may die while the others go on (a
+    scheme that carries on without it); any other rank failing, or the deadline, kills the rest.
+    Returns the survivable ranks that died; raises a RuntimeError naming each failed rank with
+    the end of its stderr (``log_dir/rank<r>.err``) when a rank outside ``survivable`` failed."""
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     env["WORLD_SIZE"] = str(world)
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -59,26 +63,36 @@ def launch(job: Path, world: int, *, timeout: float, log_dir: Path) -> None:
         )
         err.close()
     deadline = time.monotonic() + timeout
+    late = False
     try:
         while any(p.poll() is None for p in procs):
-            failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
-            if failed or time.monotonic() > deadline:
+            fatal = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if any(r not in survivable for r in fatal):
+                break
+            if time.monotonic() > deadline:
+                late = True
                 break
             time.sleep(0.02)
     finally:
+        stopped = {r for r, p in enumerate(procs) if p.poll() is None}
         for p in procs:
             if p.poll() is None:
                 p.kill()
         for p in procs:
             p.wait(timeout=10)
-    failed = [r for r, p in enumerate(procs) if p.returncode != 0]
-    if failed:
-        reasons = []
-        for r in failed:
-            tail = (log_dir / f"rank{r}.err").read_text().strip().splitlines()[-3:]
-            code = procs[r].returncode
-            why = "killed at the deadline" if code == -signal.SIGKILL else f"exit code {code}"
-            reasons.append(f"rank {r} ({why}): " + " | ".join(tail))
-        raise RuntimeError(
-            f"distributed run failed within {timeout:g} s: " + "; ".join(reasons)
-        ) from None
+    failed = [r for r, p in enumerate(procs) if p.returncode != 0 and r not in stopped]
+    if late or any(r not in survivable for r in failed):
+        reasons = [_why(r, procs[r].returncode, log_dir) for r in failed]
+        if late:
+            reasons.append(f"ranks {sorted(stopped)} still running at the deadline, killed")
+        elif stopped:
+            reasons.append(f"ranks {sorted(stopped)} stopped")
+        raise RuntimeError(f"distributed run failed: {'; '.join(reasons)}") from None
+    return failed
+
+
+def _why(rank: int, code: int, log_dir: Path) -> str:
+    if code < 0:
+        return f"rank {rank} died ({signal.Signals(-code).name})"
+    tail = (log_dir / f"rank{rank}.err").read_text().strip().splitlines()[-2:]
+    return f"rank {rank} failed (exit code {code}): " + " | ".join(tail)

@@ -33,6 +33,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -49,6 +50,7 @@ from toolkit.workloads import get_workload
 
 HEADER, GRAD, REPLY, PARAMS = 1, 2, 3, 4  # message tags
 STOP, BYE = -1, -2
+BEAT = 0.1  # seconds between a worker's heartbeats
 
 
 class Rank:
@@ -104,48 +106,132 @@ def collective(r: Rank, t0: float) -> dict:
 # ------------------------------------------------------------------ server
 def _receiver(q: queue.Queue, size: int, dtype: torch.dtype, workers: int) -> None:
     """Server side: any-source headers, then that source's gradient, into ``q`` until every
-    worker has said goodbye."""
+    worker has said goodbye. A worker lost in the middle of a message is reported as
+    ``("lost", rank)``; the any-source receive goes on for the others."""
     byes = 0
     while byes < workers:
         header = torch.empty(3, dtype=torch.int64)
-        work = dist.irecv(header, src=None, tag=HEADER)
-        work.wait()
+        try:
+            work = dist.irecv(header, src=None, tag=HEADER)
+            work.wait()
+        except RuntimeError as err:
+            q.put(("error", str(err)))
+            return
         src = work._source_rank()
         if int(header[0]) == BYE:
             byes += 1
             continue
         g = torch.empty(size, dtype=dtype)
-        dist.recv(g, src=src, tag=GRAD)
+        try:
+            dist.recv(g, src=src, tag=GRAD)
+        except RuntimeError:
+            q.put(("lost", src))
+            byes += 1  # it will not say goodbye
+            continue
         q.put((src, header, g, time.monotonic()))
+
+
+def _store() -> dist.TCPStore:
+    """A client of the rendezvous store (``MASTER_ADDR``:``MASTER_PORT``) for heartbeats."""
+    return dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=datetime.timedelta(seconds=30),
+    )
+
+
+def _heartbeat(rank: int, every: float = BEAT) -> None:
+    """A worker's heartbeat: a counter in the store, incremented every ``every`` seconds."""
+    store, key = _store(), f"toolkit/beat/{rank}"
+    while True:
+        store.add(key, 1)
+        time.sleep(every)
+
+
+def _monitor(q: queue.Queue, workers: int, dead_after: float = 20 * BEAT) -> None:
+    """The server's failure detector: a worker whose counter has not moved for ``dead_after``
+    seconds is reported as ``("lost", rank)`` (a SIGKILLed process stops beating at once)."""
+    store = _store()
+    keys = [f"toolkit/beat/{w + 1}" for w in range(workers)]
+    seen = [store.add(k, 0) for k in keys]
+    moved = [time.monotonic()] * workers
+    gone: set[int] = set()
+    while len(gone) < workers:
+        time.sleep(BEAT)
+        now = time.monotonic()
+        for w, k in enumerate(keys):
+            if w in gone:
+                continue
+            value = store.add(k, 0)
+            if value != seen[w]:
+                seen[w], moved[w] = value, now
+            elif now - moved[w] > dead_after:
+                gone.add(w)
+                q.put(("lost", w + 1))
+
+
+class _Workers:
+    """The server's view of its workers: sends that notice a dead one, and the rule of how
+    many a scheme needs (its quorum, unless a worker may fill it with several gradients)."""
+
+    def __init__(self, r: Rank, agg: Aggregator) -> None:
+        self.r, self.agg = r, agg
+        self.count = r.world - 1
+        self.dead: set[int] = set()
+
+    def send(self, w: int, version: int) -> None:
+        if w in self.dead:
+            return
+        try:
+            dist.send(torch.tensor([version], dtype=torch.int64), dst=w + 1, tag=REPLY)
+            if version >= 0:
+                dist.send(self.agg.params, dst=w + 1, tag=PARAMS)
+        except RuntimeError:
+            self.lost(w)
+
+    def lost(self, w: int) -> None:
+        """Mark worker w gone; raise when the scheme cannot go on without it."""
+        if w in self.dead:
+            return
+        self.dead.add(w)
+        rule, alive = self.r.scheme.rule, self.count - len(self.dead)
+        need = 1 if rule.repeat else rule.quorum
+        if alive < need and self.agg.version < self.r.updates:
+            raise RuntimeError(
+                f"server: worker {w} (rank {w + 1}) is gone and {alive} of {self.count} workers "
+                f"are left; {self.r.scheme} needs {need}"
+            )
 
 
 def server(r: Rank, t0: float) -> dict:
     agg = Aggregator(
         r.scheme, r.fm.flat(), lr=r.lr, momentum=r.config.momentum, staleness=r.staleness
     )
-    rule, workers = r.scheme.rule, r.world - 1
+    rule = r.scheme.rule
+    pool = _Workers(r, agg)
     broadcast = rule.barrier  # every update restarts every worker (the clock cancels the late)
     reply_now = rule.repeat  # K-batch: the pusher fetches the newest parameters at once
     q: queue.Queue = queue.Queue()
-    thread = threading.Thread(
-        target=_receiver, args=(q, agg.params.numel(), agg.params.dtype, workers), daemon=True
-    )
+    size, dtype = agg.params.numel(), agg.params.dtype
+    thread = threading.Thread(target=_receiver, args=(q, size, dtype, pool.count), daemon=True)
     thread.start()
-
-    def send(w: int, version: int) -> None:
-        dist.send(torch.tensor([version], dtype=torch.int64), dst=w + 1, tag=REPLY)
-        if version >= 0:
-            dist.send(agg.params, dst=w + 1, tag=PARAMS)
-
-    for w in range(workers):
-        send(w, 0)
+    threading.Thread(target=_monitor, args=(q, pool.count), daemon=True).start()
+    for w in range(pool.count):
+        pool.send(w, 0)
     rows, times, waiting = [], [], []
     timeout = float(r.job["wait_timeout"])
     while agg.version < r.updates:
         try:
-            src, header, g, arrived = q.get(timeout=timeout)
+            item = q.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(f"server: no gradient within {timeout:g} s") from None
+        if item[0] == "error":
+            raise RuntimeError(f"server: receiving failed: {item[1]}")
+        if item[0] == "lost":
+            pool.lost(item[1] - 1)
+            continue
+        src, header, g, arrived = item
         w = src - 1
         version, batch, compute_ns = (int(v) for v in header)
         before = agg.version
@@ -155,23 +241,24 @@ def server(r: Rank, t0: float) -> dict:
             times.append(time.monotonic() - t0)
             if agg.version == r.updates:
                 break
-            targets = range(workers) if broadcast else [*waiting, w]
+            targets = range(pool.count) if broadcast else [*waiting, w]
             waiting = []
             for v in targets:
-                send(v, agg.version)
+                pool.send(v, agg.version)
         elif not a.used:
             pass  # stale under a barrier: the worker has the broadcast of the newer version
         elif reply_now:
-            send(w, agg.version)
+            pool.send(w, agg.version)
         else:
             waiting.append(w)
-    for w in range(workers):
-        send(w, STOP)
-    thread.join(timeout=timeout)
+    for w in range(pool.count):
+        pool.send(w, STOP)
+    if not pool.dead:
+        thread.join(timeout=timeout)
     for row in rows:  # the time of a used gradient is its update's
         if row[4]:
             row[1] = times[row[0]]
-    return {"rows": rows, "params": agg.params, "update_times": times}
+    return {"rows": rows, "params": agg.params, "dead": sorted(pool.dead)}
 
 
 def worker(r: Rank, t0: float) -> dict:
@@ -180,21 +267,27 @@ def worker(r: Rank, t0: float) -> dict:
     size, dtype = r.fm.size, r.fm.dtype
 
     def receive() -> None:
-        while True:
-            header = torch.empty(1, dtype=torch.int64)
-            dist.recv(header, src=0, tag=REPLY)
-            if int(header[0]) == STOP:
-                q.put(None)
-                return
-            params = torch.empty(size, dtype=dtype)
-            dist.recv(params, src=0, tag=PARAMS)
-            q.put((int(header[0]), params))
+        try:
+            while True:
+                header = torch.empty(1, dtype=torch.int64)
+                dist.recv(header, src=0, tag=REPLY)
+                if int(header[0]) == STOP:
+                    q.put(None)
+                    return
+                params = torch.empty(size, dtype=dtype)
+                dist.recv(params, src=0, tag=PARAMS)
+                q.put((int(header[0]), params))
+        except RuntimeError as err:  # the server is gone
+            q.put(("lost", str(err)))
 
     threading.Thread(target=receive, daemon=True).start()
+    threading.Thread(target=_heartbeat, args=(r.rank,), daemon=True).start()
     timeout = float(r.job["wait_timeout"])
     cancelled, j = [], 0
     msg = q.get(timeout=timeout)
     while msg is not None:
+        if msg[0] == "lost":
+            raise RuntimeError(f"worker {w}: lost the server (rank 0): {msg[1]}")
         version, params = msg
         start = time.monotonic()
         g = r.gradient(w, j, params)
@@ -203,6 +296,8 @@ def worker(r: Rank, t0: float) -> dict:
             msg = q.get(timeout=max(rest, 0.0)) if rest > 0 else q.get_nowait()
         except queue.Empty:
             msg = False
+        if msg is not False and msg is not None and msg[0] == "lost":
+            continue  # raised at the top of the loop
         if msg is not False:  # new parameters (or stop) before the delay ended: cancelled
             if msg is not None or r.scheme.rule.barrier:  # a dropped gradient of that update
                 now = time.monotonic()
@@ -219,7 +314,10 @@ def worker(r: Rank, t0: float) -> dict:
             raise TimeoutError(
                 f"worker {w}: no reply from the server within {timeout:g} s"
             ) from None
-    dist.send(torch.tensor([BYE, 0, 0], dtype=torch.int64), dst=0, tag=HEADER)
+    try:
+        dist.send(torch.tensor([BYE, 0, 0], dtype=torch.int64), dst=0, tag=HEADER)
+    except RuntimeError:
+        pass  # the server has finished and gone: nothing was left to say
     return {"cancelled": cancelled}
 
 
@@ -236,6 +334,7 @@ def main(job_path: str, rank: int) -> None:
     try:
         r = Rank(job, rank, world)
         dist.barrier()
+        (Path(job["out"]) / f"rank{rank}.ready").touch()  # for whoever watches the run
         t0 = float(job.get("t0") or 0.0) or time.monotonic()
         t0_tensor = torch.tensor([t0], dtype=torch.float64)
         dist.broadcast(t0_tensor, src=0)  # one clock origin (one machine: CLOCK_MONOTONIC)
@@ -251,8 +350,17 @@ def main(job_path: str, rank: int) -> None:
         if params is not None:
             torch.save(params, folder / "params.pt")
         (folder / f"rank{rank}.json").write_text(json.dumps(out))
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        # A receiving thread may be blocked on a peer that is gone: the interpreter's teardown
+        # would wait on it or abort, so report and leave at once.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    # Receiving threads may still wait on peers that have finished or died; the process's end
+    # closes every connection, so leave without the group's teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":  # JOB [RANK]; without RANK, torchrun's or srun's environment
