@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["free_port", "launch"]
+__all__ = ["die_with_parent", "free_port", "launch"]
 
 
 def free_port() -> int:
@@ -29,10 +29,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``); a no-op
+    elsewhere."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the deadline still bounds the ranks
+    except (OSError, AttributeError):  # not Linux: a deadline must bound the children
         pass
 
 
@@ -58,7 +60,7 @@ def launch(
                 env=dict(env, RANK=str(rank)),
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         )
         err.close()

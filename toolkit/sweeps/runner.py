@@ -21,10 +21,8 @@ Back-ends, one small interface (``map(function, tasks)`` yielding results as the
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -88,11 +86,10 @@ def _worker_init() -> None:
     """A pool worker: one torch thread, and death with the runner (Linux PR_SET_PDEATHSIG)."""
     import torch
 
+    from toolkit.distributed.launch import die_with_parent
+
     torch.set_num_threads(1)
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: workers may outlive a killed runner
-        pass
+    die_with_parent()  # not Linux: workers may outlive a killed runner
 
 
 def _start_method() -> str:
