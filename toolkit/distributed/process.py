@@ -261,6 +261,21 @@ def server(r: Rank, t0: float) -> dict:
     return {"rows": rows, "params": agg.params, "dead": sorted(pool.dead)}
 
 
+def _take(q: queue.Queue, seconds: float, w: int, *, wait: bool = True):
+    """Worker w's next message within ``seconds``: ``(version, params)``, or None to stop.
+    When none comes: False if ``wait`` is False (the delay ran out), else a TimeoutError.
+    A lost server is a RuntimeError."""
+    try:
+        msg = q.get(timeout=seconds) if seconds > 0 else q.get_nowait()
+    except queue.Empty:
+        if not wait:
+            return False
+        raise TimeoutError(f"worker {w}: no reply from the server within {seconds:g} s") from None
+    if msg is not None and msg[0] == "lost":
+        raise RuntimeError(f"worker {w}: lost the server (rank 0): {msg[1]}")
+    return msg
+
+
 def worker(r: Rank, t0: float) -> dict:
     w = r.rank - 1
     q: queue.Queue = queue.Queue()
@@ -284,20 +299,12 @@ def worker(r: Rank, t0: float) -> dict:
     threading.Thread(target=_heartbeat, args=(r.rank,), daemon=True).start()
     timeout = float(r.job["wait_timeout"])
     cancelled, j = [], 0
-    msg = q.get(timeout=timeout)
+    msg = _take(q, timeout, w)
     while msg is not None:
-        if msg[0] == "lost":
-            raise RuntimeError(f"worker {w}: lost the server (rank 0): {msg[1]}")
         version, params = msg
         start = time.monotonic()
         g = r.gradient(w, j, params)
-        rest = r.delay(w, j) - (time.monotonic() - start)
-        try:
-            msg = q.get(timeout=max(rest, 0.0)) if rest > 0 else q.get_nowait()
-        except queue.Empty:
-            msg = False
-        if msg is not False and msg is not None and msg[0] == "lost":
-            continue  # raised at the top of the loop
+        msg = _take(q, r.delay(w, j) - (time.monotonic() - start), w, wait=False)
         if msg is not False:  # new parameters (or stop) before the delay ended: cancelled
             if msg is not None or r.scheme.rule.barrier:  # a dropped gradient of that update
                 now = time.monotonic()
@@ -308,12 +315,7 @@ def worker(r: Rank, t0: float) -> dict:
         dist.send(torch.tensor([version, j, compute_ns], dtype=torch.int64), dst=0, tag=HEADER)
         dist.send(g, dst=0, tag=GRAD)
         j += 1
-        try:
-            msg = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(
-                f"worker {w}: no reply from the server within {timeout:g} s"
-            ) from None
+        msg = _take(q, timeout, w)
     try:
         dist.send(torch.tensor([BYE, 0, 0], dtype=torch.int64), dst=0, tag=HEADER)
     except RuntimeError:
@@ -335,8 +337,7 @@ def main(job_path: str, rank: int) -> None:
         r = Rank(job, rank, world)
         dist.barrier()
         (Path(job["out"]) / f"rank{rank}.ready").touch()  # for whoever watches the run
-        t0 = float(job.get("t0") or 0.0) or time.monotonic()
-        t0_tensor = torch.tensor([t0], dtype=torch.float64)
+        t0_tensor = torch.tensor([time.monotonic()], dtype=torch.float64)
         dist.broadcast(t0_tensor, src=0)  # one clock origin (one machine: CLOCK_MONOTONIC)
         t0 = float(t0_tensor)
         if job["collective"]:
