@@ -26,6 +26,7 @@ import pandas as pd
 
 from toolkit.replay import Results
 from toolkit.runs.config import RunConfig
+from toolkit.runs.directory import MANIFEST_FILE
 
 __all__ = ["FAILURE_FILES", "load", "log", "record_failure", "run_dir", "run_state", "status"]
 
@@ -39,7 +40,7 @@ def run_dir(out: str | Path, config: RunConfig) -> Path:
 def run_state(path: Path) -> str:
     """``"complete"``, ``"failed"`` (its last attempt raised), ``"partial"`` or ``"new"``."""
     try:
-        run = json.loads((path / "manifest.json").read_text()).get("run", {})
+        run = json.loads((path / MANIFEST_FILE).read_text()).get("run", {})
     except (FileNotFoundError, json.JSONDecodeError):
         return "failed" if (path / "error.txt").exists() else "new"
     if run.get("complete"):
@@ -51,7 +52,7 @@ def record_failure(path: Path, config: RunConfig, text: str) -> None:
     """Write the traceback ``text`` of a run that raised, and its config where the run
     directory has no manifest to hold it."""
     path.mkdir(parents=True, exist_ok=True)
-    if not (path / "manifest.json").exists():
+    if not (path / MANIFEST_FILE).exists():
         (path / "failed-config.json").write_text(config.to_json())
     (path / "error.txt").write_text(text)
 
@@ -99,7 +100,7 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for path in _runs(out):
         state = run_state(path)
         try:
-            config = json.loads((path / "manifest.json").read_text())["run"]["config"]
+            config = json.loads((path / MANIFEST_FILE).read_text())["run"]["config"]
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             try:
                 config = json.loads((path / "failed-config.json").read_text())
