@@ -81,6 +81,29 @@ def test_exchange_gives_the_same_numbers_on_numpy_and_torch(exchange):
         state_t = b[3]
 
 
+@pytest.mark.parametrize(
+    "exchange", [elastic(0.2), average(), outer(sgd(0.7, 0.9, nesterov=True))], ids=str
+)
+def test_reduced_exchange_is_the_stacked_one_seen_by_each_replica(exchange):
+    """What one replica computes from its own x and the all-reduced mean (the real backend's
+    synchronous exchange) equals its row of the stacked exchange, rounds after rounds."""
+    xs, c = RNG.normal(size=(4, 6)), RNG.normal(size=6)
+    state = exchange.init(c)
+    mine = [(x.copy(), exchange.init(c), c.copy()) for x in xs]
+    for _ in range(3):
+        moved, pts, c_new, state = exchange.apply(xs, c, state)
+        new = _values(moved, xs)
+        mean = xs.mean(0)
+        for i, (x, st_i, c_i) in enumerate(mine):
+            x2, p2, c2, st2 = exchange.reduced(x, mean, len(xs), c_i, st_i)
+            np.testing.assert_allclose(x2, new[i], rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(p2, pts[i], rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(c2, c_new, rtol=1e-13, atol=1e-13)
+            mine[i] = (x2 + 1e-3 * i, st2, c2)  # replicas drift apart between rounds
+        xs = np.stack([m[0] for m in mine])
+        c = c_new
+
+
 def test_elastic_exchange_is_the_papers():
     """x_i <- x_i - alpha (x_i - c), c <- c + alpha sum_i (x_i - c) from the old values; the next
     gradient is taken at the old x_i (Algorithm 1)."""

@@ -1,6 +1,8 @@
 """``toolkit distributed``: one scheme as real processes on this machine (gloo), with the shared
-scheme and cluster flags; writes the measured Schedule and the final parameters, and prints the
-measured step time beside the theory's prediction."""
+scheme and cluster flags, in a run directory (config.toml, the measured schedule.parquet,
+results.parquet, params.pt: :func:`toolkit.distributed.run`); prints the measured step time
+beside the theory's prediction. ``toolkit run CONFIG --backend distributed`` runs a config file
+the same way."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from toolkit import cli_args
-from toolkit.distributed.engine import run_distributed
+from toolkit.cluster import Schedule
+from toolkit.distributed.run import run
 from toolkit.runs.config import RunConfig
+from toolkit.runs.directory import SCHEDULE_FILE
 from toolkit.theory import step_time
-from toolkit.workloads import get_workload
 
 __all__ = ["register"]
 
@@ -43,15 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--server", action="store_true", help="Sync through the server instead of all_reduce"
     )
-    p.add_argument("--timeout", type=float, default=600.0, help="bound on the whole run (s)")
-    p.add_argument("--out", required=True, help="new folder: schedule.parquet and params.pt")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="bound on the run (s; default 60 + updates)"
+    )
+    p.add_argument("--eval-every", type=int, default=None, help="rows between evaluations")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="new run directory")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"out: {str(out)!r} already exists and is not an empty folder")
     config = RunConfig(
         scheme=cli_args.scheme_from_args(args),
         workload=args.workload,
@@ -59,34 +62,38 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr,
         updates=args.updates,
         seed=args.seed,
+        eval_every=args.eval_every,
     )
-    schedule, params = run_distributed(
+    out = Path(args.out)
+    res = run(
         config,
+        out,
+        progress=not args.no_progress,
         time_scale=args.time_scale,
         inject=not args.no_inject,
         collective=not args.server,
         timeout=args.timeout,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    schedule.save(out / "schedule.parquet")
-    torch.save(params, out / "params.pt")
-    used = schedule.used
-    times = used.groupby("update")["time"].max().to_numpy()
-    measured = float(np.diff(times).mean()) if len(times) > 1 else float("nan")
-    workload = get_workload(config.workload, **config.workload_args)
-    model = workload.make_model(config.seed)
-    torch.nn.utils.vector_to_parameters(params, model.parameters())
-    metrics = workload.evaluate(model)
-    print(f"{config.scheme} on {config.workload}: {schedule.updates} updates")
-    print(f"  measured step time      {measured:.4g} s")
+    schedule = Schedule.load(out / SCHEDULE_FILE)
+    times = res.frame["time"].to_numpy()
+    if config.scheme.rule.period:  # theory's step time is per local step
+        measured, unit = float(schedule.grads["time"].max()) / args.updates, "local step"
+        rows = "centre updates"
+    else:
+        measured = float(np.diff(times).mean()) if len(times) > 1 else float("nan")
+        unit, rows = "update", "updates"
+    print(f"{config.scheme} on {config.workload}: {len(res.frame)} {rows}")
+    print(f"  {'measured time per ' + unit:<24}{measured:.4g} s")
     if not args.no_inject:
         predicted = step_time(config.scheme, cli_args.dist_from_args(args)) * args.time_scale
         ratio = measured / predicted
         print(f"  theory (no comm)        {predicted:.4g} s   measured / theory {ratio:.3f}")
     grads = schedule.grads
     print(f"  dropped gradients       {1 - grads['used'].mean():.3f}")
-    print(f"  mean staleness          {used['staleness'].mean():.3f}")
-    for name, value in metrics.items():
-        print(f"  {name:<24}{value:.4f}")
-    print(f"wrote {out / 'schedule.parquet'} and {out / 'params.pt'}")
+    print(f"  mean staleness          {schedule.used['staleness'].mean():.3f}")
+    last = res.evaluations.iloc[-1]
+    for name in ("test_loss", "test_accuracy"):
+        if np.isfinite(last[name]):
+            print(f"  {name:<24}{last[name]:.4f}")
+    print(f"{res.status}: wrote {out} (config.toml, {SCHEDULE_FILE}, results.parquet, params.pt)")
     return 0

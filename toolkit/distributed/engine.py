@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,26 @@ from toolkit.cluster import Schedule
 from toolkit.cluster.schedule import make_frame, sort_shared
 from toolkit.distributed.launch import launch
 from toolkit.runs.config import RunConfig
+from toolkit.schemes import SCHEMES as SCHEME_CLASSES
 
-__all__ = ["SERVER_SCHEMES", "run_distributed"]
+__all__ = ["SCHEMES", "collect", "path_of", "run_distributed", "world_size", "write_job"]
 
-COLLECTIVE_SCHEMES = ("sync",)
-SERVER_SCHEMES = ("sync", "backup", "kbatchsync", "async", "kasync", "kbatchasync")
+SCHEMES = tuple(SCHEME_CLASSES)  # every scheme has a path
+
+
+def path_of(scheme, collective: bool = True) -> str:
+    """Which processes run ``scheme`` (:data:`toolkit.distributed.process.PATHS`): replica
+    schemes on ``all_reduce`` (``"replicas"``) or, asynchronous, with a centre server
+    (``"replica_server"``); Delayed, and the rules that wait for every worker's one gradient
+    (Sync, Backup(n, 0)), on ``all_reduce`` (``"shared"``; the latter through the server when
+    ``collective`` is False); the other shared schemes through the server."""
+    rule = scheme.rule
+    if rule.period:
+        return "replicas" if rule.barrier else "replica_server"
+    everyone = rule.barrier and not rule.repeat and rule.quorum == rule.machines
+    if rule.delay or (collective and everyone):
+        return "shared"
+    return "server"
 
 
 def run_distributed(
@@ -38,104 +54,169 @@ def run_distributed(
     collective: bool = True,
     timeout: float = 300.0,
     wait_timeout: float = 30.0,
+    eval_every: int | None = None,
     out: str | Path | None = None,
+    watch: Callable[[Path], None] | None = None,
 ) -> tuple[Schedule, torch.Tensor]:
     """Run ``config`` (``updates`` updates, default ``config.updates``) as one process per rank
     on this machine. ``time_scale``: seconds of injected delay per unit of the config's step-time
     model (``inject=False`` for none, on a real cluster); ``collective``: Sync by ``all_reduce``
     (else through the server, like Backup(n, 0)); ``timeout`` bounds the whole run,
     ``wait_timeout`` each wait for a message. A worker of a server scheme may die (SIGKILL, a
-    lost node) while the scheme can go on: Backup(n, b) while n workers are left, Async while
-    one is; ``schedule.meta["died"]`` lists them. A collective run stops with the first dead
-    rank, named in the error. Returns the measured Schedule and the parameters."""
+    lost node) while the scheme can go on: Backup(n, b) while n workers are left, Async and
+    asynchronous EASGD while one is; ``schedule.meta["died"]`` lists them. A collective run
+    stops with the first dead rank, named in the error. ``eval_every``: rank 0 keeps the
+    parameters every that many rows as ``out/snap<row>.pt`` (:func:`toolkit.distributed.run`
+    evaluates them). ``watch(folder)`` is called a few times a second while the ranks run (a
+    progress bar reads their logs). Returns the measured Schedule and the final parameters (the
+    centre for replica schemes)."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
-    updates = check_int("updates", config.updates if updates is None else updates)
     check_positive("timeout", timeout)
-    check_positive("wait_timeout", wait_timeout)
-    if scheme.name not in SERVER_SCHEMES:
-        raise ValueError(
-            f"scheme: {scheme} has no distributed path yet (available: {', '.join(SERVER_SCHEMES)})"
-        )
-    collective = collective and scheme.name in COLLECTIVE_SCHEMES
-    machines = scheme.rule.machines
-    world = machines if collective else machines + 1
+    path = path_of(scheme, collective)
     with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
         folder = Path(out) if out is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        job = {
-            "config": config.to_dict(),
-            "updates": updates,
-            "time_scale": float(time_scale),
-            "inject": bool(inject),
-            "collective": collective,
-            "pg_timeout": float(wait_timeout),
-            "wait_timeout": float(wait_timeout),
-            "out": str(folder),
-        }
-        path = folder / "job.json"
-        path.write_text(json.dumps(job))
-        survivable = () if collective else tuple(range(1, world))  # the server decides
-        died = launch(path, world, timeout=timeout, log_dir=folder, survivable=survivable)
-        ranks = [
-            json.loads((folder / f"rank{r}.json").read_text()) if r not in died else {}
-            for r in range(world)
-        ]
-        params = torch.load(folder / "params.pt")
+        job_file = write_job(
+            config,
+            folder,
+            updates=updates,
+            time_scale=time_scale,
+            inject=inject,
+            collective=collective,
+            wait_timeout=wait_timeout,
+            eval_every=eval_every,
+        )
+        world = world_size(scheme, path)
+        with_server = world > scheme.rule.machines
+        survivable = tuple(range(1, world)) if with_server else ()  # the server decides
+        died = launch(
+            job_file,
+            world,
+            timeout=timeout,
+            log_dir=folder,
+            survivable=survivable,
+            watch=None if watch is None else lambda: watch(folder),
+        )
+        return collect(folder, died=[r - 1 for r in died])
+
+
+def world_size(scheme, path: str) -> int:
+    """Ranks of a run: one per worker, plus the server on the server paths."""
+    return scheme.rule.machines + (path in ("server", "replica_server"))
+
+
+def write_job(
+    config: RunConfig,
+    folder: str | Path,
+    *,
+    updates: int | None = None,
+    time_scale: float = 0.01,
+    inject: bool = True,
+    collective: bool = True,
+    wait_timeout: float = 30.0,
+    eval_every: int | None = None,
+) -> Path:
+    """Write ``folder/job.json``, the file every rank reads (``python -m
+    toolkit.distributed.process JOB``), and return its path: on one machine
+    :func:`run_distributed` starts the ranks itself; across machines a launcher does
+    (``torchrun`` or ``srun``, README), with ``folder`` on storage every node can write, and
+    :func:`collect` reads the result."""
+    updates = check_int("updates", config.updates if updates is None else updates)
+    check_positive("time_scale", time_scale, allow_zero=True)
+    check_positive("wait_timeout", wait_timeout)
+    if eval_every is not None:
+        check_int("eval_every", eval_every, 1)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    job = {
+        "config": config.to_dict(),
+        "updates": updates,
+        "time_scale": float(time_scale),
+        "inject": bool(inject),
+        "path": path_of(config.scheme, collective),
+        "pg_timeout": float(wait_timeout),
+        "wait_timeout": float(wait_timeout),
+        "eval_every": eval_every,
+        "out": str(folder),
+    }
+    path = folder / "job.json"
+    path.write_text(json.dumps(job, indent=1))
+    return path
+
+
+def collect(folder: str | Path, died: list[int] | None = None) -> tuple[Schedule, torch.Tensor]:
+    """The measured Schedule and final parameters of the run whose ranks wrote to ``folder``
+    (``died``: the workers lost on the way, for the meta)."""
+    folder = Path(folder)
+    job = json.loads((folder / "job.json").read_text())
+    config = RunConfig.from_dict(job["config"])
+    scheme, path = config.scheme, job["path"]
+    rows, times = read_logs(folder, world_size(scheme, path))
+    if not (folder / "params.pt").exists():
+        raise ValueError(f"folder: {str(folder)!r} holds no params.pt: rank 0 did not finish")
+    params = torch.load(folder / "params.pt", weights_only=True)
     meta = {
         "scheme": scheme.to_dict(),
-        "machines": machines,
-        "updates": updates,
+        "machines": scheme.rule.machines,
+        "updates": job["updates"],
         "seed": config.seed,
         "engine": "distributed",
-        "time_scale": float(time_scale) if inject else 0.0,
-        "collective": collective,
-        "died": [r - 1 for r in died],  # workers killed during the run (server schemes)
+        "time_scale": job["time_scale"] if job["inject"] else 0.0,
+        "path": path,
+        "died": list(died or []),  # workers killed during the run (server schemes)
     }
-    return Schedule(_frame(ranks, collective), meta=meta), params
+    return Schedule(_frame(rows, times, path), meta=meta), params
 
 
-def _frame(ranks: list[dict], collective: bool):
-    """Rows (update, time, worker, version, used, batch, compute[, comm]) of every rank, as the
-    Schedule's columns."""
-    if collective:
-        rows = [row for r in ranks for row in r["rows"]]
-        u, t, w, v, _, _, b, comp, comm = (np.array(c) for c in zip(*rows, strict=True))
-        first = {}
-        for i in np.flatnonzero(w == 0):  # rank 0's clock for the update times
-            first[int(u[i])] = t[i]
-        time = np.array([first[int(x)] for x in u])
-        return sort_shared(
-            make_frame(
-                kind=0,
-                update=u,
-                time=time,
-                worker=w,
-                version=v,
-                staleness=0,
-                used=True,
-                batch=b,
-                compute_time=comp,
-                comm_time=comm,
-            )
-        )
-    rows = list(ranks[0]["rows"])
-    for r in ranks[1:]:
-        rows += r.get("cancelled", [])  # a worker that died left none
-    u, t, w, v, used, b, comp = (np.array(c) for c in zip(*rows, strict=True))
+def read_logs(folder: Path, world: int) -> tuple[list[list], dict[int, float]]:
+    """The rows every rank recorded in ``rank<r>.rows`` and the server's update times
+    (``{update: time}``); a line cut short by a kill is skipped."""
+    rows, times = [], {}
+    for r in range(world):
+        path = folder / f"rank{r}.rows"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of a killed rank
+            if isinstance(entry, dict):
+                times[int(entry["update"])] = float(entry["time"])
+            else:
+                rows.append(entry)
+    return rows, times
+
+
+def _frame(rows: list[list], times: dict[int, float], path: str):
+    """The rows ``[kind, update, time, worker, version, used, batch, compute, comm, loss]`` of
+    every rank (:data:`toolkit.distributed.collective.ROW`) as the Schedule's columns, in its
+    order. A used gradient's time is its update's: the server's, or on the collective paths
+    when the last rank had it (an exchange's likewise)."""
+    kind, u, t, w, v, used, b, comp, comm, _ = (np.array(c) for c in zip(*rows, strict=True))
     used = used.astype(bool)
-    return sort_shared(
-        make_frame(
-            kind=0,
-            update=u,
-            time=t,
-            worker=w,
-            version=v,
-            staleness=np.where(used, u - v, 0),
-            used=used,
-            batch=b,
-            compute_time=comp,
-            comm_time=np.nan,
-        )
+    if times:
+        at = np.flatnonzero(used)
+        t[at] = [times[int(x)] for x in u[at]]
+    if path in ("shared", "replicas"):
+        key = kind * (u.max() + 1) + u  # (kind, update): shared updates, exchange rounds
+        for k in np.unique(key[kind == 1] if path == "replicas" else key):
+            at = key == k
+            t[at] = t[at].max()
+    frame = make_frame(
+        kind=kind,
+        update=u,
+        time=t,
+        worker=w,
+        version=v,
+        staleness=np.where(used & (kind == 0) & (path != "replicas"), u - v, 0),
+        used=used,
+        batch=b,
+        compute_time=comp,
+        comm_time=comm,
     )
+    if path in ("replicas", "replica_server"):
+        order = np.lexsort((u, w, kind, t))
+        return frame.iloc[order].reset_index(drop=True)
+    return sort_shared(frame)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["die_with_parent", "free_port", "launch"]
@@ -39,12 +40,19 @@ def die_with_parent() -> None:
 
 
 def launch(
-    job: Path, world: int, *, timeout: float, log_dir: Path, survivable: tuple[int, ...] = ()
+    job: Path,
+    world: int,
+    *,
+    timeout: float,
+    log_dir: Path,
+    survivable: tuple[int, ...] = (),
+    watch: Callable[[], None] | None = None,
 ) -> list[int]:
     """Run ``python -m toolkit.distributed.process JOB RANK`` for every rank of ``world`` with
     the rendezvous of torch.distributed (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
     ``WORLD_SIZE``) on 127.0.0.1. A rank in ``survivable`` may die while the others go on (a
     scheme that carries on without it); any other rank failing, or the deadline, kills the rest.
+    ``watch`` is called about four times a second while the ranks run (a progress bar).
     Returns the survivable ranks that died; raises a RuntimeError naming each failed rank with
     the end of its stderr (``log_dir/rank<r>.err``) when a rank outside ``survivable`` failed."""
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
@@ -65,7 +73,7 @@ def launch(
         )
         err.close()
     deadline = time.monotonic() + timeout
-    late = False
+    late, watched = False, time.monotonic()
     try:
         while any(p.poll() is None for p in procs):
             fatal = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
@@ -74,6 +82,9 @@ def launch(
             if time.monotonic() > deadline:
                 late = True
                 break
+            if watch is not None and time.monotonic() - watched > 0.25:
+                watch()
+                watched = time.monotonic()
             time.sleep(0.02)
     finally:
         stopped = {r for r, p in enumerate(procs) if p.poll() is None}

@@ -231,7 +231,7 @@ def train(
         "schedule_meta": schedule.meta,
         "rows": "per centre update" if replicas else "per update",
         "eval_every": eval_every,
-        **_provenance(dev),
+        **provenance(dev),
     }
     run = _Run(schedule, rules, machines, fm, stream, data, manifest, out)
     run.start(n_rows, eval_every, workload, progress, stop_at, resume)
@@ -242,7 +242,7 @@ def train(
     return run.go(deterministic, limits, safe_point, resume)
 
 
-def _provenance(dev: torch.device) -> dict:
+def provenance(dev: torch.device) -> dict:
     """Where and with what the run was made (manifest entries)."""
     return {
         "data_stream": "randperm(seed) -> machines equal shards; epoch e of worker w = shard "

@@ -6,6 +6,7 @@ Examples::
     toolkit train --workload mnist1d_mlp --scheme backup --n 16 --b 2 \\
         --dist "expon(loc=1, scale=0.5)" --updates 300 --lr 0.1 --seed 0 --out runs/x
     toolkit run runs/x/config.toml --out runs/x --resume
+    toolkit run runs/x/config.toml --out runs/y --backend distributed   # measured, real processes
 
 ``--out`` must not exist yet (or be empty), unless ``--resume`` continues the run in it (same
 config) or ``--overwrite`` replaces it. Ctrl-C writes a checkpoint and stops (exit code 130);
@@ -32,6 +33,24 @@ def _add_run_flags(p: argparse.ArgumentParser, out_required: bool) -> None:
     mode.add_argument("--resume", action="store_true", help="continue the run in --out")
     mode.add_argument("--overwrite", action="store_true", help="delete --out first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = p.add_argument_group("engine")
+    e.add_argument(
+        "--backend",
+        choices=["replay", "distributed"],
+        default="replay",
+        help="replay: simulate the Schedule, then train along it (default); distributed: run the "
+        "scheme as real processes on this machine (torch.distributed, gloo) and measure it",
+    )
+    e.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.01,
+        help="distributed: seconds of injected delay per unit of the step-time model "
+        "(default 0.01)",
+    )
+    e.add_argument(
+        "--no-inject", action="store_true", help="distributed: no injected delays (a real cluster)"
+    )
 
 
 def register_train(subparsers: argparse._SubParsersAction) -> None:
@@ -121,17 +140,22 @@ def _execute(config: RunConfig, args: argparse.Namespace) -> int:
     from toolkit.runs.run import Interrupted, run  # torch is imported only here
 
     out = Path(args.out) if args.out else Path("runs") / config.id()
+    kwargs = dict(resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    measured = args.backend == "distributed"
+    if measured:
+        from toolkit.distributed.run import run
+
+        kwargs.update(time_scale=args.time_scale, inject=not args.no_inject)
     try:
-        res = run(
-            config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
-        )
+        res = run(config, out, **kwargs)
     except Interrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)
         return 130
     last = res.evaluations.iloc[-1] if len(res.evaluations) else None
     rows = "centre updates" if res.manifest.get("rows") == "per centre update" else "updates"
     summary = f"{res.status}: {len(res.frame)} {rows}, "
-    summary += f"simulated time {res.frame['time'].iloc[-1]:.6g}"
+    clock = "measured time (s)" if measured else "simulated time"
+    summary += f"{clock} {res.frame['time'].iloc[-1]:.6g}"
     if last is not None:
         summary += f", test loss {last['test_loss']:.4g}"
         if last["test_accuracy"] == last["test_accuracy"]:

@@ -203,12 +203,18 @@ class Exchange(NamedTuple):
     replicas taking part, ``moved`` their new values or a :class:`Step` to add to them (so an
     engine may apply it in place: ``Step.apply(xs)`` gives the values), and points their next
     gradient points. ``kind`` (``"elastic"``, ``"average"``, ``"outer"``) and ``alpha`` (the
-    elastic coefficient) name the map for the theory."""
+    elastic coefficient) name the map for the theory.
+
+    ``reduced(x, mean, k, centre, state)`` -> (x', point, centre', state') is the same map seen
+    by one of the k replicas that knows only its own x [P] and the mean of all k: every exchange
+    here reads the others only through sum_i x_i = k mean, which is what an ``all_reduce``
+    delivers (the real backend's synchronous exchange; tested equal to ``apply``)."""
 
     init: Callable[[Any], Any]
     apply: Callable[[Any, Any, Any], tuple[Any, Any, Any, Any]]
     kind: str
     alpha: float = 0.0
+    reduced: Callable[[Any, Any, int, Any, Any], tuple[Any, Any, Any, Any]] | None = None
 
 
 def elastic(alpha: float) -> Exchange:
@@ -219,7 +225,11 @@ def elastic(alpha: float) -> Exchange:
         diff = xs - centre
         return Step(diff, -alpha), xs, axpy(centre, alpha, diff.sum(0)), state
 
-    return Exchange(lambda centre: None, apply, "elastic", alpha)
+    def reduced(x: Any, mean: Any, k: int, centre: Any, state: Any) -> tuple[Any, Any, Any, Any]:
+        # sum_i (x_i - x_c) = k (mean - x_c)
+        return axpy(x, -alpha, x - centre), x, axpy(centre, alpha * k, mean - centre), state
+
+    return Exchange(lambda centre: None, apply, "elastic", alpha, reduced)
 
 
 def average() -> Exchange:
@@ -230,7 +240,10 @@ def average() -> Exchange:
         new = _broadcast(centre, xs)
         return new, new, centre, state
 
-    return Exchange(lambda centre: None, apply, "average")
+    def reduced(x: Any, mean: Any, k: int, centre: Any, state: Any) -> tuple[Any, Any, Any, Any]:
+        return mean, mean, mean, state
+
+    return Exchange(lambda centre: None, apply, "average", reduced=reduced)
 
 
 def outer(optimizer: Transform) -> Exchange:
@@ -242,7 +255,12 @@ def outer(optimizer: Transform) -> Exchange:
         new = _broadcast(centre, xs)
         return new, new, centre, state
 
-    return Exchange(optimizer.init, apply, "outer")
+    def reduced(x: Any, mean: Any, k: int, centre: Any, state: Any) -> tuple[Any, Any, Any, Any]:
+        step, state = optimizer.update(centre - mean, state)
+        centre = step.apply(centre)
+        return centre, centre, centre, state
+
+    return Exchange(optimizer.init, apply, "outer", reduced=reduced)
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,14 @@ def run_point(task: dict) -> dict:
         (path / name).unlink(missing_ok=True)
     store.log(task["out"], "start", config.id())
     try:
-        schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
-        res = run(config, path, resume=True, schedule=schedule)
+        engine = dict(task.get("engine") or {"name": "replay"})
+        if engine.pop("name") == "distributed":
+            from toolkit.distributed.run import run as measure
+
+            res = measure(config, path, resume=True, **engine)
+        else:
+            schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
+            res = run(config, path, resume=True, schedule=schedule)
     except Exception:  # a run that raises is recorded; the sweep goes on
         store.record_failure(path, config, traceback.format_exc())
         store.log(task["out"], "failed", config.id())
@@ -206,13 +212,15 @@ def plan(spec: SweepSpec | str | Path, out: Path) -> tuple[SweepSpec, list[RunCo
     if text is not None:
         (out / "spec.toml").write_text(text)
     todo = [c for c in configs if store.run_state(store.run_dir(out, c)) != "complete"]
-    schedules = _schedules(out, todo)
+    measured = spec.engine_name == "distributed"  # no simulated Schedule to cache
+    schedules = {} if measured else _schedules(out, todo)
     tasks = [
         {
             "config": c.to_dict(),
             "dir": str(store.run_dir(out, c)),
             "out": str(out),
-            "schedule": _str(schedules[schedule_key(c)]),
+            "schedule": None if measured else _str(schedules[schedule_key(c)]),
+            "engine": spec.engine,
         }
         for c in todo
     ]

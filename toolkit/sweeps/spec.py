@@ -28,6 +28,11 @@
     high = 1.0
     log = true
 
+    [engine]                     # optional: every point on the real backend
+    name = "distributed"         # "replay" (default: simulate, then train along the Schedule)
+    time_scale = 0.01            # seconds of injected delay per unit of `compute`
+    inject = true
+
 Point i of the quasi-random sequence is the i-th of the scrambled sequence of the spec's seed, so
 every point is reproducible from the spec and its index (as AlgoPerf samples tuning trials). Axes
 apply in order of their paths' depth (``scheme`` before ``scheme.n``). The spec is validated
@@ -53,7 +58,8 @@ from toolkit.runs.config import RunConfig
 __all__ = ["Axis", "SweepSpec"]
 
 SEQUENCES = ("sobol", "halton")
-_TOP = ("name", "base", "grid", "random")
+ENGINES = ("replay", "distributed")
+_TOP = ("name", "base", "grid", "random", "engine")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class SweepSpec:
     sequence: str = "sobol"
     seed: int = 0
     name: str = "sweep"
+    engine: dict = field(default_factory=lambda: {"name": "replay"})
 
     def __post_init__(self) -> None:
         if isinstance(self.base, RunConfig):
@@ -110,6 +117,19 @@ class SweepSpec:
         if self.axes and not self.count:
             raise ValueError("random.count: quasi-random axes need count >= 1")
         check_int("random.seed", self.seed, 0)
+        engine = dict(self.engine)
+        check_choice("engine.name", engine.pop("name", "replay"), ENGINES)
+        bad = sorted(set(engine) - {"time_scale", "inject"})
+        if bad:
+            raise ValueError(f"{bad[0]}: unknown key in [engine]; valid: inject, name, time_scale")
+        if "time_scale" in engine:
+            check_real("engine.time_scale", engine["time_scale"])
+        if not isinstance(engine.get("inject", True), bool):
+            raise ValueError("inject: [engine] inject must be true or false")
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.get("name", "replay")
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -161,6 +181,7 @@ class SweepSpec:
             grid=dict(grid),
             axes=tuple(axes),
             name=str(data.get("name", "sweep")),
+            engine=dict(data.get("engine", {"name": "replay"})),
             **random,
         )
 

@@ -1,0 +1,101 @@
+"""The collective paths of the real backend: every rank is a worker, and the exchange is an
+``all_reduce`` over all of them (gloo; the ranks move in lockstep, so no server is needed).
+
+* :func:`shared` (Sync, Delayed): step t's gradient is taken at version max(t - delay, 0), its
+  ``all_reduce`` is started with ``async_op=True`` and waited for ``delay`` steps later, just
+  before the gradient that needs the update (the overlap of delayed synchronous SGD: the
+  exchange of step t hides behind the computation of the next ``delay`` steps). delay = 0 is
+  Sync. Every rank applies the scheme's own optimizer to the mean, so all hold the same
+  parameters; an update's time is when its ``all_reduce`` completed on rank 0 (a callback on
+  the work's future), as in the clock, where update t is available at A_t.
+* :func:`replicas` (LocalSGD, DiLoCo, synchronous EASGD / EAMSGD): each rank keeps its replica
+  and takes the scheme's local steps; every ``period`` steps one ``all_reduce`` gives the mean
+  of the replicas, from which each rank applies the exchange's ``reduced`` form (the same map
+  as the stacked exchange replay applies, :class:`toolkit.schemes.updates.Exchange`).
+
+Each rank records (``Rank.record``, a line per row in its log as it goes, so a killed rank leaves
+what it did) rows ``[kind, update, time, worker, version, used, batch, compute, comm, loss]``
+(the Schedule's columns, :data:`ROW`), times in seconds since the run's start ``t0``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["ROW", "replicas", "shared"]
+
+ROW = ("kind", "update", "time", "worker", "version", "used", "batch", "compute", "comm", "loss")
+GRAD, EXCHANGE = 0, 1
+NAN = float("nan")
+
+
+def shared(r, t0: float) -> torch.Tensor:
+    """Sync / Delayed on ``all_reduce`` (module docstring)."""
+    d, world = r.scheme.rule.delay, r.world
+    rules = r.scheme.updates(r.lr, momentum=r.config.momentum, staleness=r.staleness)
+    params = r.fm.flat()
+    state = rules.optimizer.init(params)
+    pending: deque = deque()  # (row, work, gradient, done-stamp) in update order
+    applied = 0
+
+    def apply_next() -> None:
+        nonlocal params, state, applied
+        row, work, g, stamp = pending.popleft()
+        work.wait()
+        g.div_(world)
+        step, state = rules.optimizer.update(g, state)
+        params = step.apply(params)
+        done = stamp[0] if stamp else time.monotonic()
+        row[2] = done - t0
+        row[8] = max(done - t0 - row[8], 0.0)  # comm: from the start of the exchange
+        r.record(row)
+        applied += 1
+        if r.rank == 0:
+            r.snapshot(applied, params)
+
+    for t in range(r.updates):
+        while applied < t - d:  # gradient t is taken at version t - d
+            apply_next()
+        start = time.monotonic()
+        g, loss, took = r.compute(r.rank, t, params)
+        version = max(t - d, 0)
+        row = [GRAD, t, NAN, r.rank, version, True, t, took, start + took - t0, loss]
+        work = dist.all_reduce(g, async_op=True)
+        stamp: list[float] = []
+        work.get_future().add_done_callback(lambda _f, s=stamp: s.append(time.monotonic()))
+        pending.append((row, work, g, stamp))
+    while pending:
+        apply_next()
+    return params
+
+
+def replicas(r, t0: float) -> torch.Tensor:
+    """LocalSGD / DiLoCo / synchronous EASGD on ``all_reduce`` (module docstring)."""
+    rules = r.scheme.updates(r.lr)
+    tau, world = r.scheme.rule.period, r.world
+    x = r.fm.flat()
+    point, local = x, rules.local.init(x)
+    centre = x.clone()
+    exchange = rules.exchange.init(centre)
+    for t in range(r.updates):
+        start = time.monotonic()
+        g, loss, took = r.compute(r.rank, t, rules.local.point(point, local))
+        step, local = rules.local.update(g, local)
+        x = point = step.apply(x)
+        r.record([GRAD, t, start + took - t0, r.rank, t, True, t, took, 0.0, loss])
+        if (t + 1) % tau == 0:
+            begin = time.monotonic()
+            mean = x.clone()
+            dist.all_reduce(mean)
+            mean.div_(world)
+            x, point, centre, exchange = rules.exchange.reduced(x, mean, world, centre, exchange)
+            if r.rank == 0:
+                r.snapshot((t + 1) // tau, centre)
+            now = time.monotonic()
+            comm = now - begin
+            r.record([EXCHANGE, t // tau, now - t0, r.rank, t + 1, True, -1, 0.0, comm, NAN])
+    return centre
