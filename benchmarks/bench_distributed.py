@@ -6,7 +6,8 @@ machine), in three tables:
    Kolmogorov-Smirnov statistic). Injected delays: worker w's j-th gradient takes the clock's
    j-th draw for w of ``expon(loc=1, scale=0.5)`` times ``--scale`` seconds (default 0.05:
    50 ms + Exp(25 ms)); the measured step time adds real computation, messages and the
-   server's work, which is what the ratio shows. Logistic regression, ``--updates`` updates.
+   server's work, which is what the ratio shows. Logistic regression, ``--updates`` updates
+   (local steps per worker for the replica schemes, whose time is per local step).
 2. ``ddp``: Sync(n) on the backend (no injected delay) against
    ``torch.nn.parallel.DistributedDataParallel`` on the same model, world size, batch and data
    stream: training samples per second of each (after ``--warmup`` steps) and their ratio.
@@ -37,11 +38,22 @@ from toolkit.distributed.launch import free_port
 from toolkit.models import parse_compute
 from toolkit.replay.batched import DataStream, batches
 from toolkit.runs import RunConfig
-from toolkit.schemes import Async, Backup, Delayed, KAsync, KBatchAsync, KBatchSync, Sync
+from toolkit.schemes import (
+    EASGD,
+    Async,
+    Backup,
+    Delayed,
+    KAsync,
+    KBatchAsync,
+    KBatchSync,
+    LocalSGD,
+    Sync,
+)
 from toolkit.theory import step_time
 from toolkit.workloads import get_workload
 
 SCHEMES = [Sync(4), Backup(3, 1), KBatchSync(4, 4), Async(4), KAsync(4, 2), KBatchAsync(4, 2)]
+SCHEMES += [Delayed(4, 1), LocalSGD(4, 4), EASGD(4, 4, 0.1, synchronous=False)]
 
 
 def schemes_table(updates: int, scale: float) -> None:
@@ -55,13 +67,18 @@ def schemes_table(updates: int, scale: float) -> None:
         schedule, _ = run_distributed(config, time_scale=scale, timeout=1800)
         wall = time.perf_counter() - t
         used = schedule.used
+        predicted = step_time(scheme, law)
+        label = str(scheme).replace("momentum=0, ", "")[:23]
+        if scheme.rule.period:  # per local step: each worker's last step time / its steps
+            measured = float(used.groupby("worker")["time"].max().mean()) / updates
+            print(f"{label:<24}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}")
+            continue
         times = used.groupby("update")["time"].max().to_numpy()
         measured = float(np.diff(times)[3:].mean())
-        predicted = step_time(scheme, law)
         sim = simulate(scheme, law, updates=20 * updates, seed=1).used
         ks = st.ks_2samp(used["staleness"], sim["staleness"]).statistic
         print(
-            f"{scheme!s:<24}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}"
+            f"{label:<24}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}"
             f"{used['staleness'].mean():>10.3f}{sim['staleness'].mean():>10.3f}{ks:>6.3f}"
             f"{wall:>8.1f}"
         )

@@ -17,6 +17,7 @@ import torch
 
 from toolkit.cluster import Schedule, simulate
 from toolkit.distributed import Aggregator, collect, path_of, run_distributed, write_job
+from toolkit.distributed.engine import world_size
 from toolkit.distributed.launch import free_port
 from toolkit.distributed.run import run as run_measured
 from toolkit.models import Empirical, parse_compute
@@ -420,3 +421,72 @@ def test_ranks_started_by_torchrun_write_a_run_that_collect_reads(tmp_path):
     assert schedule.updates == 10 and schedule.meta["path"] == "server"
     res = train(schedule, "logreg", lr=0.1, seed=4, device="cpu")
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [Delayed(3, 1), KAsync(3, 2), EASGD(2, 2, 0.2), EASGD(2, 2, 0.2, 0.5, synchronous=False)],
+    ids=str,
+)
+def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme):
+    """The launcher SIGKILLed (its ranks die with it) after the first checkpoint; ``--resume``
+    goes on from the newest one: the Results are complete, no gradient is counted twice,
+    times go on, and replaying the whole measured Schedule (both attempts) reaches the final
+    parameters, so the resumed state was exactly the checkpointed one (Delayed: exchanges in
+    flight; KAsync: a partial quorum; EASGD: every replica, and asynchronous EAMSGD's
+    velocities carried to the server)."""
+    config = RunConfig(scheme=scheme, workload="logreg", updates=80, lr=0.1, seed=6, eval_every=8)
+    (tmp_path / "config.toml").write_text(config.to_toml())
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "toolkit", "run", str(tmp_path / "config.toml")]
+    command += ["--out", str(out), "--backend", "distributed", "--no-progress"]
+    command += ["--time-scale", "0.03"]
+    path = path_of(scheme)
+    ranks = range(world_size(scheme, path)) if path in ("shared", "replicas") else [0]
+    first = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not all((out / "ranks" / f"ckpt8_rank{r}.pt").exists() for r in ranks):
+            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.02)
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert not (out / "results.parquet").exists()
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    res = Results.load(out)
+    schedule = Schedule.load(out / "schedule.parquet")
+    assert schedule.meta["resumed_from"] >= 8  # not started afresh
+    rows = 80 // 2 * (2 if not scheme.rule.barrier else 1) if scheme.rule.period else 80
+    assert len(res.frame) == rows and res.frame["update"].tolist() == list(range(rows))
+    assert res.frame["time"].is_monotonic_increasing or scheme.rule.period
+    grads = schedule.grads
+    assert not grads.duplicated(["worker", "batch"]).any()
+    replayed = train(schedule, "logreg", lr=0.1, seed=6, eval_every=8, device="cpu")
+    torch.testing.assert_close(replayed.params, res.params, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.frame["test_loss"], replayed.frame["test_loss"], atol=1e-5)
+
+
+def test_a_rank_refuses_a_wrong_world_size_or_an_unreachable_master(tmp_path):
+    """Started by hand or by a launcher (torchrun, srun), a rank checks its environment
+    before any training: the world size the scheme needs, and a rendezvous it can reach
+    within the job's timeout; each error names the variable."""
+    config = RunConfig(scheme=Async(2), workload="logreg", updates=5, lr=0.1)
+    job = write_job(config, tmp_path, wait_timeout=2.0)
+    base = [sys.executable, "-m", "toolkit.distributed.process", str(job)]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    wrong = subprocess.run(
+        [*base, "0"], env=dict(env, WORLD_SIZE="2"), capture_output=True, text=True, timeout=60
+    )
+    assert wrong.returncode == 2
+    assert "WORLD_SIZE: Async(n=2) needs 3 ranks (its workers and a server)" in wrong.stderr
+    lost = subprocess.run(
+        [*base, "1"], env=dict(env, WORLD_SIZE="3"), capture_output=True, text=True, timeout=60
+    )
+    assert lost.returncode == 2
+    assert f"MASTER_ADDR: rank 1 could not join the group at 127.0.0.1:{env['MASTER_PORT']}" in (
+        lost.stderr
+    )

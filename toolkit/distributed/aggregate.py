@@ -63,6 +63,21 @@ class Aggregator:
         self._state = rules.optimizer.init(self.params)
         self._pending: list[tuple[torch.Tensor, int]] = []  # (gradient, version)
 
+    def state(self) -> dict:
+        """Everything :meth:`restore` needs to go on from here (a checkpoint)."""
+        return {
+            "params": self.params.clone(),
+            "optimizer": self._state,
+            "pending": [(g.clone(), v) for g, v in self._pending],
+            "version": self.version,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.params = state["params"]
+        self._state = state["optimizer"]
+        self._pending = list(state["pending"])
+        self.version = int(state["version"])
+
     @property
     def quorum(self) -> int:
         return self.scheme.rule.quorum

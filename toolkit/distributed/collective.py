@@ -33,14 +33,30 @@ GRAD, EXCHANGE = 0, 1
 NAN = float("nan")
 
 
+class _Done:
+    """The handle of an exchange that completed before a checkpoint."""
+
+    def wait(self) -> None:
+        pass
+
+
 def shared(r, t0: float) -> torch.Tensor:
-    """Sync / Delayed on ``all_reduce`` (module docstring)."""
+    """Sync / Delayed on ``all_reduce`` (module docstring). Each rank checkpoints its state
+    (parameters, optimizer state, its exchanges in flight, waited for, with their rows); ranks
+    run at most ``delay + 1`` updates apart, so ``delay + 3`` kept checkpoints always hold one
+    that every rank has written."""
     d, world = r.scheme.rule.delay, r.world
     rules = r.scheme.updates(r.lr, momentum=r.config.momentum, staleness=r.staleness)
     params = r.fm.flat()
     state = rules.optimizer.init(params)
     pending: deque = deque()  # (row, work, gradient, done-stamp) in update order
     applied = 0
+    r.keep = d + 3
+    saved = r.restored()
+    if saved is not None:
+        params, state, applied = saved["params"], saved["optimizer"], int(saved["applied"])
+        for row, g in saved["pending"]:
+            pending.append((row, _Done(), g, [t0 + row[2]]))
 
     def apply_next() -> None:
         nonlocal params, state, applied
@@ -56,8 +72,20 @@ def shared(r, t0: float) -> torch.Tensor:
         applied += 1
         if r.rank == 0:
             r.snapshot(applied, params)
+        if r.due(applied):
+            flight = []
+            for row_f, work_f, g_f, stamp_f in pending:  # what is in flight, completed
+                work_f.wait()
+                done_f = stamp_f[0] if stamp_f else time.monotonic()
+                flight.append(([*row_f[:2], done_f - t0, *row_f[3:]], g_f))
+            r.checkpoint(
+                applied,
+                {"params": params, "optimizer": state, "applied": applied, "pending": flight}
+                | {"time": row[2]},
+            )
 
-    for t in range(r.updates):
+    first = applied + len(pending)
+    for t in range(first, r.updates):
         while applied < t - d:  # gradient t is taken at version t - d
             apply_next()
         start = time.monotonic()
@@ -74,14 +102,20 @@ def shared(r, t0: float) -> torch.Tensor:
 
 
 def replicas(r, t0: float) -> torch.Tensor:
-    """LocalSGD / DiLoCo / synchronous EASGD on ``all_reduce`` (module docstring)."""
+    """LocalSGD / DiLoCo / synchronous EASGD on ``all_reduce`` (module docstring). Each rank
+    checkpoints its own replica after an exchange round."""
     rules = r.scheme.updates(r.lr)
     tau, world = r.scheme.rule.period, r.world
     x = r.fm.flat()
     point, local = x, rules.local.init(x)
     centre = x.clone()
     exchange = rules.exchange.init(centre)
-    for t in range(r.updates):
+    first = 0
+    saved = r.restored()
+    if saved is not None:
+        x, point, local = saved["x"], saved["point"], saved["local"]
+        centre, exchange, first = saved["centre"], saved["exchange"], int(saved["steps"])
+    for t in range(first, r.updates):
         start = time.monotonic()
         g, loss, took = r.compute(r.rank, t, rules.local.point(point, local))
         step, local = rules.local.update(g, local)
@@ -93,9 +127,13 @@ def replicas(r, t0: float) -> torch.Tensor:
             dist.all_reduce(mean)
             mean.div_(world)
             x, point, centre, exchange = rules.exchange.reduced(x, mean, world, centre, exchange)
-            if r.rank == 0:
-                r.snapshot((t + 1) // tau, centre)
             now = time.monotonic()
-            comm = now - begin
-            r.record([EXCHANGE, t // tau, now - t0, r.rank, t + 1, True, -1, 0.0, comm, NAN])
+            comm, k = now - begin, (t + 1) // tau
+            r.record([EXCHANGE, k - 1, now - t0, r.rank, t + 1, True, -1, 0.0, comm, NAN])
+            if r.rank == 0:
+                r.snapshot(k, centre)
+            if r.due(k):
+                state = {"x": x, "point": point, "local": local, "centre": centre}
+                state |= {"exchange": exchange, "steps": t + 1, "time": now - t0}
+                r.checkpoint(k, state)
     return centre

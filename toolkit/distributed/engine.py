@@ -11,7 +11,9 @@ training path for every server scheme.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def run_distributed(
     eval_every: int | None = None,
     out: str | Path | None = None,
     watch: Callable[[Path], None] | None = None,
+    resume: bool = False,
 ) -> tuple[Schedule, torch.Tensor]:
     """Run ``config`` (``updates`` updates, default ``config.updates``) as one process per rank
     on this machine. ``time_scale``: seconds of injected delay per unit of the config's step-time
@@ -65,11 +68,12 @@ def run_distributed(
     ``wait_timeout`` each wait for a message. A worker of a server scheme may die (SIGKILL, a
     lost node) while the scheme can go on: Backup(n, b) while n workers are left, Async and
     asynchronous EASGD while one is; ``schedule.meta["died"]`` lists them. A collective run
-    stops with the first dead rank, named in the error. ``eval_every``: rank 0 keeps the
-    parameters every that many rows as ``out/snap<row>.pt`` (:func:`toolkit.distributed.run`
-    evaluates them). ``watch(folder)`` is called a few times a second while the ranks run (a
-    progress bar reads their logs). Returns the measured Schedule and the final parameters (the
-    centre for replica schemes)."""
+    stops with the first dead rank, named in the error. ``eval_every``: every that many rows
+    rank 0 keeps the parameters as ``out/snap<row>.pt`` (:func:`toolkit.distributed.run`
+    evaluates them) and the ranks write checkpoints; ``resume`` goes on from the newest one in
+    ``out`` (:func:`resume_point`), else starts afresh. ``watch(folder)`` is called a few times
+    a second while the ranks run (a progress bar reads their logs). Returns the measured
+    Schedule and the final parameters (the centre for replica schemes)."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
@@ -77,6 +81,15 @@ def run_distributed(
     path = path_of(scheme, collective)
     with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
         folder = Path(out) if out is not None else Path(tmp)
+        again = resume_point(folder, world_size(scheme, path), path) if resume else None
+        if resume and again is None and any(folder.glob("rank*")):
+            warnings.warn(
+                f"out: {str(folder)!r} holds no checkpoint to go on from; starting afresh",
+                stacklevel=2,
+            )
+        if resume and again is None:
+            for old in folder.glob("*"):
+                old.unlink()
         job_file = write_job(
             config,
             folder,
@@ -86,6 +99,7 @@ def run_distributed(
             collective=collective,
             wait_timeout=wait_timeout,
             eval_every=eval_every,
+            resume=again,
         )
         world = world_size(scheme, path)
         with_server = world > scheme.rule.machines
@@ -116,6 +130,7 @@ def write_job(
     collective: bool = True,
     wait_timeout: float = 30.0,
     eval_every: int | None = None,
+    resume: dict | None = None,
 ) -> Path:
     """Write ``folder/job.json``, the file every rank reads (``python -m
     toolkit.distributed.process JOB``), and return its path: on one machine
@@ -139,6 +154,7 @@ def write_job(
         "wait_timeout": float(wait_timeout),
         "eval_every": eval_every,
         "out": str(folder),
+        "resume": resume,
     }
     path = folder / "job.json"
     path.write_text(json.dumps(job, indent=1))
@@ -165,8 +181,57 @@ def collect(folder: str | Path, died: list[int] | None = None) -> tuple[Schedule
         "time_scale": job["time_scale"] if job["inject"] else 0.0,
         "path": path,
         "died": list(died or []),  # workers killed during the run (server schemes)
+        "resumed_from": (job["resume"] or {}).get("row"),  # the checkpoint's row, if any
     }
     return Schedule(_frame(rows, times, path), meta=meta), params
+
+
+def resume_point(folder: Path, world: int, path: str) -> dict | None:
+    """Where a stopped run goes on: the newest row k with a complete checkpoint (rank 0's on
+    the server paths, every rank's on the collective ones, where each keeps its own state;
+    :mod:`toolkit.distributed.collective`). Each rank's log is
+    cut back to what happened before that checkpoint, so the resumed run appends to a
+    consistent past. Returns the job's ``resume`` entry (``row``, ``time``, and for the server
+    path each worker's next mini-batch), or None when there is no checkpoint."""
+    found: dict[int, set[int]] = {}
+    for f in folder.glob("ckpt*_rank*.pt"):
+        m = re.fullmatch(r"ckpt(\d+)_rank(\d+)\.pt", f.name)
+        if m:
+            found.setdefault(int(m[1]), set()).add(int(m[2]))
+    need = set(range(world)) if path in ("shared", "replicas") else {0}
+    rows = [k for k, ranks in found.items() if need <= ranks]
+    if not rows:
+        return None
+    k = max(rows)
+    saved = {r: torch.load(folder / f"ckpt{k}_rank{r}.pt", weights_only=True) for r in need}
+    start_batch: dict[str, int] = {}
+    for r in range(world):
+        log = folder / f"rank{r}.rows"
+        if not log.exists():
+            continue
+        lines = log.read_text().splitlines()
+        if r in saved:  # its own checkpoint says how far its log went
+            keep = lines[: int(saved[r]["lines"])]
+        else:
+            keep = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if path == "replica_server":
+                    steps = saved[0]["workers"].get(str(r - 1), {"steps": 0})["steps"]
+                    if entry[1] < int(steps):
+                        keep.append(line)
+                elif entry[1] < k:  # a row of an update before the checkpoint
+                    keep.append(line)
+        log.write_text("".join(f"{line}\n" for line in keep))
+        for line in keep:
+            entry = json.loads(line)
+            if isinstance(entry, list) and entry[0] == 0:
+                w = str(entry[3])
+                start_batch[w] = max(start_batch.get(w, 0), int(entry[6]) + 1)
+    return {"row": k, "time": float(saved[0]["time"]), "start_batch": start_batch}
 
 
 def read_logs(folder: Path, world: int) -> tuple[list[list], dict[int, float]]:

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from toolkit.distributed import collective, server
+from toolkit.distributed.engine import world_size
 from toolkit.models import as_compute, parse_compute
 from toolkit.models.seeds import child_seed
 from toolkit.models.stragglers import Streams
@@ -66,14 +67,42 @@ class Rank:
         self.scale = float(job["time_scale"]) if job["inject"] else 0.0
         self.updates = int(job["updates"])
         self.staleness = Staleness(config.staleness, config.max_staleness)
-        self._log = (Path(job["out"]) / f"rank{rank}.rows").open("a", buffering=1)
+        log = Path(job["out"]) / f"rank{rank}.rows"
+        before = log.read_text().count("\n") if log.exists() else 0  # kept by a resume
+        self._log = log.open("a", buffering=1)
         self.eval_every = int(job.get("eval_every") or 0)
+        self.resume = job.get("resume")  # {"row": k, "time": seconds, ...}: go on from row k
+        self.lines = before  # entries in this rank's log
+        self._kept: list[Path] = []  # this rank's checkpoints, newest last
+        self.keep = 2  # how many of them
+
+    def due(self, done: int) -> bool:
+        """Whether row ``done`` is an evaluation point (snapshot and checkpoint)."""
+        return bool(self.eval_every) and done % self.eval_every == 0
+
+    def checkpoint(self, done: int, state: dict) -> None:
+        """This rank's ``state`` after row ``done`` as ``ckpt<done>_rank<r>.pt`` (written to a
+        temporary name and renamed into place); the :attr:`keep` newest are kept."""
+        path = Path(self.job["out"]) / f"ckpt{done}_rank{self.rank}.pt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({**state, "lines": self.lines}, tmp)
+        os.replace(tmp, path)
+        self._kept.append(path)
+        while len(self._kept) > self.keep:
+            self._kept.pop(0).unlink(missing_ok=True)
+
+    def restored(self, rank: int | None = None) -> dict | None:
+        """The checkpoint to go on from (``rank``'s, default this rank's), or None."""
+        if self.resume is None:
+            return None
+        name = f"ckpt{self.resume['row']}_rank{self.rank if rank is None else rank}.pt"
+        return torch.load(Path(self.job["out"]) / name, weights_only=True)
 
     def snapshot(self, done: int, params: torch.Tensor) -> None:
         """Keep the parameters after row ``done`` (update, or centre update) at the evaluation
         points (every ``eval_every`` rows) as ``snap<done>.pt``, evaluated after the run so that
         evaluation takes no time from the measured run."""
-        if self.eval_every and done % self.eval_every == 0:
+        if self.due(done):
             torch.save(params.clone(), Path(self.job["out"]) / f"snap{done}.pt")
 
     def record(self, entry: list | dict) -> None:
@@ -81,6 +110,7 @@ class Rank:
         to this rank's log, one JSON line each, written at once: a rank killed mid-run leaves
         every row it recorded."""
         self._log.write(json.dumps(entry) + "\n")
+        self.lines += 1
 
     def gradient(self, worker: int, j: int, point: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Worker ``worker``'s gradient j (its batch j) at ``point``, and the batch's loss."""
@@ -100,22 +130,46 @@ class Rank:
         return self.delays.value(worker, j) * self.scale
 
 
+def _refuse(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(2)
+
+
 def main(job_path: str, rank: int) -> None:
+    """Check the job against the environment (before any training), join the group, run this
+    rank's part (:data:`PATHS`) and leave."""
     job = json.loads(Path(job_path).read_text())
-    world = int(os.environ["WORLD_SIZE"])
+    config = RunConfig.from_dict(job["config"])
+    world = int(os.environ.get("WORLD_SIZE", "0"))
+    want = world_size(config.scheme, job["path"])
+    if world != want:
+        server = " (its workers and a server)" if want > config.scheme.rule.machines else ""
+        _refuse(
+            f"WORLD_SIZE: {config.scheme} needs {want} ranks{server}, the launcher gave {world}"
+        )
+    if not 0 <= rank < world:
+        _refuse(f"RANK: {rank} is not in 0..{world - 1}")
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=float(job["pg_timeout"])),
-    )
+    timeout = float(job["pg_timeout"])
+    try:
+        dist.init_process_group(
+            "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
+        )
+    except Exception as err:  # the store's connection or its timeout
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _refuse(
+            f"MASTER_ADDR: rank {rank} could not join the group at {where} within "
+            f"{timeout:g} s ({first})"
+        )
     try:
         r = Rank(job, rank, world)
         dist.barrier()
         # The clock origin: the end of the barrier on each rank's own clock (machines' monotonic
         # clocks differ; the barrier's skew across ranks is well under a millisecond locally).
-        t0 = time.monotonic()
+        # A resumed run's times go on from its checkpoint's.
+        t0 = time.monotonic() - (float(r.resume["time"]) if r.resume else 0.0)
         (Path(job["out"]) / f"rank{rank}.ready").touch()  # for whoever watches the run
         server_rank, worker_rank = PATHS[job["path"]]
         params = (server_rank if rank == 0 else worker_rank)(r, t0)

@@ -18,16 +18,16 @@ The Schedule goes to ``schedule.parquet``; the ranks' logs and snapshots stay in
 ``trace.csv`` holds every completed gradient's measured step time (``worker``, ``batch``,
 ``compute_time`` in seconds: real computation plus injected delay), which
 ``Empirical.from_csv`` (and so theory and the clock: ``compute = "Empirical('trace.csv')"``)
-reads back, closing the loop from measurement to prediction.
+reads back, closing the loop from measurement to prediction. The ranks checkpoint at every
+evaluation point (``ranks/ckpt<row>_rank<r>.pt``), and ``resume=True`` goes on from the newest
+complete one, its rows appended to the measured past (times go on from the checkpoint's).
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +72,10 @@ def run(
     """Run ``config`` on the real backend (one process per rank on this machine) and return its
     Results; with ``out``, in a run directory. ``config.updates`` (else the workload's step
     budget) updates, local steps for replica schemes. ``timeout`` bounds the run (default: 60 s
-    plus 1 s per update). ``resume`` returns a complete run's Results; a measured run that
-    stopped part-way is run again from the start (with a warning): its processes keep no
-    checkpoint to continue from. Engine options as :func:`toolkit.distributed.run_distributed`."""
+    plus 1 s per update). The ranks checkpoint at every evaluation point; ``resume`` goes on
+    from the newest checkpoint of a run that stopped part-way (a killed launcher, a lost node)
+    and returns a complete run's Results. Engine options as
+    :func:`toolkit.distributed.run_distributed`."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     for name in ("time_budget", "target"):
@@ -87,14 +88,7 @@ def run(
     directory = RunDirectory(out, config, resume=resume, overwrite=overwrite) if out else None
     if directory is not None and directory.complete:
         return Results.load(directory.path)
-    if directory is not None:
-        if (directory.path / RANKS_DIR).exists():
-            warnings.warn(
-                f"out: the distributed run in {str(directory.path)!r} stopped part-way; a "
-                "measured run is not continued from a checkpoint: it runs again from the start",
-                stacklevel=2,
-            )
-            shutil.rmtree(directory.path / RANKS_DIR)
+    again = directory is not None and (directory.path / RANKS_DIR).exists()  # stopped part-way
     scheme = config.scheme
     rows = updates // scheme.rule.period if scheme.rule.period else updates
     if scheme.rule.period and not scheme.rule.barrier:
@@ -118,6 +112,7 @@ def run(
                 eval_every=every,
                 out=folder,
                 watch=bar,
+                resume=again,
             )
         finally:
             if bar is not None:

@@ -179,9 +179,12 @@ def server(r, t0: float) -> torch.Tensor:
     pool = Workers(r, lambda: agg.version >= r.updates)
     broadcast = rule.barrier  # every update restarts every worker (the clock cancels the late)
     reply_now = rule.repeat  # K-batch: the pusher fetches the newest parameters at once
+    saved = r.restored()
+    if saved is not None:
+        agg.restore(saved)
     q = _start_server(r, agg.params.numel(), agg.params.dtype, pool)
     for w in range(pool.count):
-        pool.send(w, 0, agg.params)
+        pool.send(w, agg.version, agg.params)
     waiting = []
     timeout = float(r.job["wait_timeout"])
     while agg.version < r.updates:
@@ -196,8 +199,11 @@ def server(r, t0: float) -> torch.Tensor:
         compute, loss = float(header[2]), float(header[3])
         r.record([GRAD_ROW, a.update, arrived - t0, w, version, a.used, batch, compute, NAN, loss])
         if agg.version > before:
-            r.record({"update": before, "time": time.monotonic() - t0})  # its used rows' time
+            now = time.monotonic() - t0
+            r.record({"update": before, "time": now})  # its used rows' time
             r.snapshot(agg.version, agg.params)
+            if r.due(agg.version):
+                r.checkpoint(agg.version, agg.state() | {"time": now})
             if agg.version == r.updates:
                 break
             targets = range(pool.count) if broadcast else [*waiting, w]
@@ -270,7 +276,7 @@ def worker(r, t0: float) -> None:
     w = r.rank - 1
     q = _start_worker(r, r.fm.size)
     timeout = float(r.job["wait_timeout"])
-    j = 0
+    j = int(r.resume["start_batch"].get(str(w), 0)) if r.resume else 0
     msg = _take(q, timeout, w)
     while msg is not None:
         version, params = msg
@@ -296,28 +302,45 @@ def _values(moved, xs: torch.Tensor) -> torch.Tensor:
 
 
 def replica_server(r, t0: float) -> torch.Tensor:
-    """Asynchronous EASGD's centre: each push is one centre update (module docstring)."""
+    """Asynchronous EASGD's centre: each push is one centre update (module docstring). A push
+    carries the worker's replica and its local rule's state (EAMSGD's velocity), so the
+    server's checkpoint holds every worker's state at its last exchange: a consistent cut."""
     rules = r.scheme.updates(r.lr)
     centre = r.fm.flat()
     state = rules.exchange.init(centre)
+    size = centre.numel()
+    carries = rules.local.momentum > 0  # a velocity travels with the replica
     pool = Workers(r, lambda: False)
-    q = _start_server(r, centre.numel(), centre.dtype, pool)
+    k, workers = 0, {}
+    saved = r.restored()
+    if saved is not None:
+        centre, state, workers = saved["centre"], saved["exchange"], saved["workers"]
+        k = int(saved["k"])
+    q = _start_server(r, size * (2 if carries else 1), centre.dtype, pool)
     timeout = float(r.job["wait_timeout"])
-    k, byes = 0, set()
+    byes: set[int] = set()
     while len(byes | pool.dead) < pool.count:
         item = _next(q, timeout, pool)
         if item[0] == "bye":
             byes.add(item[1] - 1)
             continue
-        src, header, x, arrived = item
-        xs = x.unsqueeze(0)
+        src, header, message, arrived = item
+        w = src - 1
+        xs = message[:size].unsqueeze(0)
         moved, points, centre, state = rules.exchange.apply(xs, centre, state)
-        pool.send(src - 1, k, torch.cat([_values(moved, xs)[0], points[0]]))
+        new = _values(moved, xs)[0]
+        pool.send(w, k, torch.cat([new, points[0]]))
         now = time.monotonic()
         r.snapshot(k + 1, centre)
-        row = [EXCHANGE_ROW, k, now - t0, src - 1, int(header[0]), True, -1, 0.0, now - arrived]
+        row = [EXCHANGE_ROW, k, now - t0, w, int(header[0]), True, -1, 0.0, now - arrived]
         r.record([*row, NAN])
+        local = message[size:].clone() if carries else None
+        workers[str(w)] = {"x": new, "point": points[0].clone(), "local": local}
+        workers[str(w)]["steps"] = int(header[0])
         k += 1
+        if r.due(k):
+            state_k = {"centre": centre, "exchange": state, "k": k, "workers": workers}
+            r.checkpoint(k, state_k | {"time": now - t0})
     return centre
 
 
@@ -329,14 +352,20 @@ def replica_worker(r, t0: float) -> None:
     timeout = float(r.job["wait_timeout"])
     x = r.fm.flat()
     point, local = x, rules.local.init(x)
-    for t in range(r.updates):
+    first = 0
+    saved = r.restored(rank=0)
+    if saved is not None and str(w) in saved["workers"]:
+        mine = saved["workers"][str(w)]
+        x, point, first = mine["x"], mine["point"], int(mine["steps"])
+        local = mine["local"] if mine["local"] is not None else local
+    for t in range(first, r.updates):
         start = time.monotonic()
         g, loss, took = r.compute(w, t, rules.local.point(point, local))
         step, local = rules.local.update(g, local)
         x = point = step.apply(x)
         r.record([GRAD_ROW, t, start + took - t0, w, t, True, t, took, 0.0, loss])
         if (t + 1) % tau == 0:
-            _push([t + 1, -1, 0.0, NAN], x)
+            _push([t + 1, -1, 0.0, NAN], x if local is None else torch.cat([x, local]))
             msg = _take(q, timeout, w)
             if msg is None:
                 break
