@@ -10,7 +10,8 @@ machine), in three tables:
    (local steps per worker for the replica schemes, whose time is per local step).
 2. ``ddp``: Sync(n) on the backend (no injected delay) against
    ``torch.nn.parallel.DistributedDataParallel`` on the same model, world size, batch and data
-   stream: training samples per second of each (after ``--warmup`` steps) and their ratio.
+   stream: training samples per second of each (after ``--warmup`` steps) and their ratio,
+   the median of ``--repeats`` alternating runs (4 ranks on 2 cores swing by 30 % run to run).
 3. ``delayed``: Delayed(n, d) for d = 0, 1, 2, 4 with one random rank slowed each step (a
    ``Trace``: every step one rank, drawn uniformly, takes 1 + ``--slow`` units, the others 1),
    measured step time beside the clock's prediction for the same trace (hiding is bounded by
@@ -59,7 +60,7 @@ SCHEMES += [Delayed(4, 1), LocalSGD(4, 4), EASGD(4, 4, 0.1, synchronous=False)]
 def schemes_table(updates: int, scale: float) -> None:
     law = st.expon(loc=scale, scale=0.5 * scale)
     print(f"\n## schemes: logreg, {updates} updates, delays {scale:g} x expon(1, 0.5)")
-    head = f"{'scheme':<24}{'measured s':>11}{'theory s':>10}{'ratio':>7}"
+    head = f"{'scheme':<36}{'measured s':>11}{'theory s':>10}{'ratio':>7}"
     print(head + f"{'staleness':>10}{'simulated':>10}{'KS':>6}{'wall s':>8}")
     for scheme in SCHEMES:
         config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1)
@@ -68,17 +69,17 @@ def schemes_table(updates: int, scale: float) -> None:
         wall = time.perf_counter() - t
         used = schedule.used
         predicted = step_time(scheme, law)
-        label = str(scheme).replace("momentum=0, ", "")[:23]
+        label = str(scheme).replace("momentum=0, ", "").replace("asynchronous", "async")
         if scheme.rule.period:  # per local step: each worker's last step time / its steps
             measured = float(used.groupby("worker")["time"].max().mean()) / updates
-            print(f"{label:<24}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}")
+            print(f"{label:<36}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}")
             continue
         times = used.groupby("update")["time"].max().to_numpy()
         measured = float(np.diff(times)[3:].mean())
         sim = simulate(scheme, law, updates=20 * updates, seed=1).used
         ks = st.ks_2samp(used["staleness"], sim["staleness"]).statistic
         print(
-            f"{label:<24}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}"
+            f"{label:<36}{measured:>11.4f}{predicted:>10.4f}{measured / predicted:>7.3f}"
             f"{used['staleness'].mean():>10.3f}{sim['staleness'].mean():>10.3f}{ks:>6.3f}"
             f"{wall:>8.1f}"
         )
@@ -126,20 +127,30 @@ def ddp_seconds(name: str, world: int, steps: int, warmup: int) -> float:
     return seconds
 
 
-def ddp_table(steps: int, warmup: int) -> None:
-    print(f"\n## ddp: Sync(n) on the backend vs DistributedDataParallel, {steps} timed steps")
+def ddp_table(steps: int, warmup: int, repeats: int) -> None:
+    print(
+        f"\n## ddp: Sync(n) on the backend vs DistributedDataParallel, {steps} timed steps; "
+        f"median (min-max) of {repeats} alternating repeats"
+    )
     head = f"{'workload':<14}{'n':>3}{'params':>8}{'backend/s':>11}{'DDP/s':>9}"
-    print(head + f"{'DDP / backend':>15}")
+    print(head + f"{'DDP / backend':>15}{'range':>15}")
     for name in ("mnist1d_mlp", "mnist1d_cnn"):
         w = get_workload(name)
         size = sum(p.numel() for p in w.make_model(0).parameters())
         for n in (2, 4):
-            config = RunConfig(scheme=Sync(n), workload=name, updates=warmup + steps)
-            schedule, _ = run_distributed(config, inject=False, timeout=1800)
-            t = schedule.used.groupby("update")["time"].max().to_numpy()
-            backend = n * w.batch_size * steps / (t[-1] - t[warmup - 1])
-            ddp = n * w.batch_size * steps / ddp_seconds(name, n, steps, warmup)
-            print(f"{name:<14}{n:>3}{size:>8}{backend:>11.0f}{ddp:>9.0f}{ddp / backend:>15.3f}")
+            samples = n * w.batch_size * steps
+            backend, ddp = [], []
+            for _ in range(repeats):
+                config = RunConfig(scheme=Sync(n), workload=name, updates=warmup + steps)
+                schedule, _ = run_distributed(config, inject=False, timeout=1800)
+                t = schedule.used.groupby("update")["time"].max().to_numpy()
+                backend.append(samples / (t[-1] - t[warmup - 1]))
+                ddp.append(samples / ddp_seconds(name, n, steps, warmup))
+            ratio = np.array(ddp) / np.array(backend)
+            print(
+                f"{name:<14}{n:>3}{size:>8}{np.median(backend):>11.0f}{np.median(ddp):>9.0f}"
+                f"{np.median(ratio):>15.3f}{f'{ratio.min():.2f}-{ratio.max():.2f}':>15}"
+            )
 
 
 # ------------------------------------------------------------------ Delayed
@@ -182,18 +193,19 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.05, help="seconds per unit of delay")
     parser.add_argument("--steps", type=int, default=300, help="DDP comparison: timed steps")
     parser.add_argument("--warmup", type=int, default=20, help="DDP comparison: untimed steps")
+    parser.add_argument("--repeats", type=int, default=3, help="DDP comparison: repeats")
     parser.add_argument("--slow", type=float, default=3.0, help="Delayed: extra units of one rank")
     args = parser.parse_args()
     command = "python benchmarks/bench_distributed.py"
     command += f" --updates {args.updates} --scale {args.scale} --steps {args.steps}"
-    command += f" --warmup {args.warmup} --slow {args.slow}"
+    command += f" --warmup {args.warmup} --repeats {args.repeats} --slow {args.slow}"
     command += f" --only {args.only}" if args.only else ""
     print(f"# {command}")
     print(f"# gloo on one machine, {os.cpu_count()} CPUs, torch {torch.__version__}")
     if args.only in (None, "schemes"):
         schemes_table(args.updates, args.scale)
     if args.only in (None, "ddp"):
-        ddp_table(args.steps, args.warmup)
+        ddp_table(args.steps, args.warmup, args.repeats)
     if args.only in (None, "delayed"):
         delayed_table(4, args.updates, 0.02, args.slow)
 

@@ -123,7 +123,9 @@ class Rank:
         seconds from start to end)."""
         start = time.monotonic()
         g, loss = self.gradient(worker, j, point)
-        time.sleep(max(self.delay(worker, j) - (time.monotonic() - start), 0.0))
+        rest = self.delay(worker, j) - (time.monotonic() - start)
+        if rest > 0:  # (no sleep(0): it would give the core away for nothing)
+            time.sleep(rest)
         return g, loss, time.monotonic() - start
 
     def delay(self, worker: int, j: int) -> float:
