@@ -40,3 +40,20 @@ def test_the_readme_trace_commands_run(tmp_path, capsys):
     trace = f'Trace("{ROOT / "data" / "trace_8workers.csv"}")'
     assert main([*args, "--dist", trace, "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_the_measured_trace_is_a_whole_backend_trace_that_the_clock_reads(tmp_path, capsys):
+    """A measurement is not reproducible bit for bit: check what it must be, a complete trace
+    of Sync(4) x 500 updates (every worker's batches 0..499, positive seconds), and that the
+    command line and ``Empirical`` read it."""
+    path = ROOT / "data" / "measured_sync4_cnn.csv"
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["worker", "batch", "compute_time"]
+    for w in range(4):
+        assert frame.loc[frame["worker"] == w, "batch"].tolist() == list(range(500))
+    assert (frame["compute_time"] > 0).all()
+    assert Empirical.from_csv(path).size == 2000
+    out = tmp_path / "s.parquet"
+    args = ["simulate", "--scheme", "backup", "--n", "3", "--b", "1", "--updates", "50"]
+    assert main([*args, "--dist", str(path), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         measured = float(np.diff(times).mean()) if len(times) > 1 else float("nan")
         unit, rows = "update", "updates"
     print(f"{config.scheme} on {config.workload}: {len(res.frame)} {rows}")
-    print(f"  {'measured time per ' + unit:<24}{measured:.4g} s")
+    print(f"  {'measured per ' + unit:<24}{measured:.4g} s")
     if not args.no_inject:
         predicted = step_time(config.scheme, cli_args.dist_from_args(args)) * args.time_scale
         ratio = measured / predicted
