@@ -6,8 +6,9 @@
   before the gradient that needs the update (the overlap of delayed synchronous SGD: the
   exchange of step t hides behind the computation of the next ``delay`` steps). delay = 0 is
   Sync. Every rank applies the scheme's own optimizer to the mean, so all hold the same
-  parameters; an update's time is when its ``all_reduce`` completed on rank 0 (a callback on
-  the work's future), as in the clock, where update t is available at A_t.
+  parameters; an update's time is when its ``all_reduce`` completed (a callback on the work's
+  future; the latest over the ranks), as in the clock, where update t is available at A_t. At
+  a checkpoint a rank waits for its exchanges in flight (their results are part of its state).
 * :func:`replicas` (LocalSGD, DiLoCo, synchronous EASGD / EAMSGD): each rank keeps its replica
   and takes the scheme's local steps; every ``period`` steps one ``all_reduce`` gives the mean
   of the replicas, from which each rank applies the exchange's ``reduced`` form (the same map
