@@ -5,7 +5,7 @@ parameters.
 The measured Schedule is replayable: replay (:func:`toolkit.replay.train`) of it on the same
 seed follows the same gradients (worker, batch, version) and so reaches the backend's parameters
 up to float summation order, which is how the backend is checked against the simulator's
-training path for every server scheme.
+training path for every scheme.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ from toolkit.cluster import Schedule
 from toolkit.cluster.schedule import make_frame, sort_shared
 from toolkit.distributed.launch import launch
 from toolkit.runs.config import RunConfig
-from toolkit.schemes import SCHEMES as SCHEME_CLASSES
 
-__all__ = ["SCHEMES", "collect", "path_of", "run_distributed", "world_size", "write_job"]
-
-SCHEMES = tuple(SCHEME_CLASSES)  # every scheme has a path
+__all__ = ["collect", "path_of", "run_distributed", "world_size", "write_job"]
 
 
 def path_of(scheme, collective: bool = True) -> str:

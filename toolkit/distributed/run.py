@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from toolkit.distributed.collective import ROW
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
 from toolkit.replay.batched import FlatModel
 from toolkit.replay.results import Results
@@ -143,8 +144,7 @@ def measured_results(
 ) -> Results:
     """The Results table of a measured run (module docstring) from its Schedule, the ranks'
     rows (with their losses) and rank 0's snapshots in ``folder``."""
-    cols = ("kind", "update", "time", "worker", "version", "used", "batch", "c", "m", "loss")
-    log = pd.DataFrame(logs, columns=cols)
+    log = pd.DataFrame(logs, columns=ROW)
     fm = FlatModel(workload.make_model(config.seed), workload.loss)
     nbytes = schedule.meta.get("nbytes", fm.size * fm.dtype.itemsize)
     f = schedule.frame

@@ -27,6 +27,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -116,7 +117,7 @@ class Workers:
     many a scheme needs (its quorum, unless a worker may fill it with several gradients or,
     asynchronous replicas, meets the centre alone)."""
 
-    def __init__(self, r, done: callable) -> None:
+    def __init__(self, r, done: Callable[[], bool]) -> None:
         self.r, self.done = r, done
         self.count = r.world - 1
         self.dead: set[int] = set()
