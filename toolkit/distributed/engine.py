@@ -263,9 +263,11 @@ def _frame(rows: list[list], times: dict[int, float], path: str):
         t[at] = [times[int(x)] for x in u[at]]
     if path in ("shared", "replicas"):
         key = kind * (u.max() + 1) + u  # (kind, update): shared updates, exchange rounds
-        for k in np.unique(key[kind == 1] if path == "replicas" else key):
-            at = key == k
-            t[at] = t[at].max()
+        sel = np.flatnonzero(kind == 1) if path == "replicas" else np.arange(len(key))
+        _, group = np.unique(key[sel], return_inverse=True)
+        latest = np.full(group.max(initial=-1) + 1, -np.inf)
+        np.maximum.at(latest, group, t[sel])
+        t[sel] = latest[group]  # one pass, not one scan of every row per update
     frame = make_frame(
         kind=kind,
         update=u,
