@@ -43,3 +43,10 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+def test_environment_yml_installs_the_paper_tools():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert {"jupytext", "typst", "pypdf"} <= {_name(d) for d in extras["paper"]}
+    assert "-e .[paper]" in (ROOT / "environment.yml").read_text()

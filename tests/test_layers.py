@@ -33,6 +33,7 @@ LAYERS = [
     "compare",
     "plots",
     "sweeps",
+    "notebook",
     "cli",
 ]
 NO_TORCH = {"checks", "limits", "files", "schemes", "models", "cluster", "theory"}

@@ -18,13 +18,14 @@ from toolkit.sweeps.analysis import (
 from toolkit.sweeps.report import report
 from toolkit.sweeps.runner import BACKENDS, run_point, run_sweep, schedule_key
 from toolkit.sweeps.spec import Axis, SweepSpec
-from toolkit.sweeps.store import load, status
+from toolkit.sweeps.store import export, load, status
 
 __all__ = [
     "BACKENDS",
     "Axis",
     "SweepSpec",
     "best_lr",
+    "export",
     "load",
     "over_seeds",
     "performance_profile",

@@ -21,7 +21,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``sweep`` and its sub-subcommands ``run``, ``status``, ``report``."""
+    """Add ``sweep`` and its sub-subcommands ``run``, ``status``, ``report``, ``export``."""
     sweep = subparsers.add_parser(
         "sweep", help="run, count and report parameter sweeps", description=__doc__.splitlines()[0]
     )
@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("out", help="sweep directory")
     rep.add_argument("--dest", default=None, help="report directory (default OUT/report)")
     rep.set_defaults(func=_report)
+    ex = sub.add_parser(
+        "export", help="the sweep's tables (evaluations.parquet, summary.csv) for data/"
+    )
+    ex.add_argument("out", help="sweep directory")
+    ex.add_argument("--dest", required=True, help="folder for the two tables (created)")
+    ex.set_defaults(func=_export)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,6 +97,14 @@ def _status(args: argparse.Namespace) -> int:
     from toolkit.sweeps.store import status
 
     print(status(args.out).to_string())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from toolkit.sweeps.store import export
+
+    for path in export(args.out, args.dest):
+        print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

@@ -12,6 +12,10 @@
 
 The index is rebuilt from what is on disk (:func:`load`), so a changed spec reuses every run it
 still contains and a killed sweep loses nothing that had finished.
+
+:func:`export` writes the two tables of :func:`load` to a small folder (``evaluations.parquet``,
+``summary.csv``; no schedules, no parameters), which :func:`load` reads back the same: the form in
+which a sweep's results are committed to ``data/``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,20 @@ from toolkit.replay import Results
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import MANIFEST_FILE
 
-__all__ = ["FAILURE_FILES", "load", "log", "record_failure", "run_dir", "run_state", "status"]
+__all__ = [
+    "EXPORT_FILES",
+    "FAILURE_FILES",
+    "export",
+    "load",
+    "log",
+    "record_failure",
+    "run_dir",
+    "run_state",
+    "status",
+]
 
 FAILURE_FILES = ("error.txt", "failed-config.json")
+EXPORT_FILES = ("evaluations.parquet", "summary.csv")
 
 
 def run_dir(out: str | Path, config: RunConfig) -> Path:
@@ -90,12 +105,17 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``test_loss``, ``test_accuracy``, ...) with its config's fields as columns and ``run_id``.
     ``summary``: one row per run directory: ``run_id``, ``state``, ``status``, the config's
     fields, ``updates``, ``final_<metric>``, ``best_<metric>``, ``time_to_target`` (simulated
-    time when the workload's main metric first reached its target, NaN if never) and
-    ``label`` (the scheme's label)."""
+    time when the workload's main metric first reached its target, NaN if never),
+    ``label`` (the scheme's label) and, for a failed run, ``error`` (the last line of its
+    traceback).
+
+    ``out`` may also be a folder written by :func:`export`."""
     from toolkit.schemes import make_scheme
     from toolkit.workloads import get_workload
 
     out = Path(out)
+    if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
+        return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
     evals, rows = [], []
     for path in _runs(out):
         state = run_state(path)
@@ -109,6 +129,8 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue
         flat = _flat(config)
         row = {"run_id": path.name, "state": state, **flat}
+        if state == "failed":
+            row["error"] = _last_line(path / "error.txt")
         fields = dict(config["scheme"])
         row["label"] = str(make_scheme(fields.pop("name"), **fields))
         if state == "complete":
@@ -143,6 +165,40 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append(row)
     evaluations = pd.concat(evals, ignore_index=True) if evals else pd.DataFrame()
     return evaluations, pd.DataFrame(rows)
+
+
+def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
+    """Write :func:`load`'s tables of the sweep in ``out`` to ``dest/evaluations.parquet`` and
+    ``dest/summary.csv`` (each written atomically); returns their paths. Where ``out/spec.toml``
+    is there, only the runs of its points are exported (a directory may also hold runs of an
+    earlier version of the spec)."""
+    from toolkit.files import atomic_write
+    from toolkit.sweeps.spec import SweepSpec
+
+    evaluations, summary = load(out)
+    if summary.empty:
+        raise ValueError(f"out: the sweep directory {str(out)!r} holds no runs")
+    spec = Path(out) / "spec.toml"
+    if spec.exists():
+        ids = {config.id() for config in SweepSpec.load(spec).points()}
+        summary = summary[summary["run_id"].isin(ids)].reset_index(drop=True)
+        if not evaluations.empty:
+            evaluations = evaluations[evaluations["run_id"].isin(ids)].reset_index(drop=True)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    ev = atomic_write(
+        dest / EXPORT_FILES[0], lambda p: evaluations.to_parquet(p, index=False, compression="zstd")
+    )
+    su = atomic_write(dest / EXPORT_FILES[1], lambda p: summary.to_csv(p, index=False))
+    return ev, su
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1].strip() if lines else ""
 
 
 def _args(table: dict) -> dict:

@@ -32,6 +32,7 @@ from toolkit.theory.order_stats import (
     order_statistic_moments,
     order_statistic_variance,
 )
+from toolkit.theory.overlap import layerwise_step_time
 from toolkit.theory.queueing import mva, ps_bounds, saturation_point
 from toolkit.theory.renewal import kbatch_sync_time
 from toolkit.theory.stability import (
@@ -86,6 +87,7 @@ __all__ = [
     "implicit_momentum",
     "kasync_bound",
     "kbatch_sync_time",
+    "layerwise_step_time",
     "lian_max_staleness",
     "lian_stepsize_bound",
     "mva",
