@@ -198,7 +198,7 @@ out.number(
 
 
 def pct(x):
-    return "diverged" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
+    return "no finite accuracy" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
 mean_ok = bool((stale["rel_err"].abs() < 0.02).all())
