@@ -75,18 +75,23 @@ tuned
 
 
 # %%
+def tuned_runs(w, m, scheme):
+    """The summary rows (one per seed) of ``scheme``'s tuned setting on workload ``w`` and
+    ``m`` machines, and that setting's row of ``tuned``."""
+    t = tuned.set_index(["workload", "machines", "scheme"]).loc[(w, m, scheme)]
+    key = runs[["workload", "machines", "scheme", "lr", "batch_size"]]
+    return runs[(key == [w, m, scheme, t["lr"], t["batch_size"]]).all(axis=1)], t
+
+
 def tuned_curves(workload, machines):
     rows = []
-    for _, t in tuned[(tuned["workload"] == workload) & (tuned["machines"] == machines)].iterrows():
-        pick = (
-            (evaluations["workload"] == workload)
-            & (evaluations["machines"] == machines)
-            & (evaluations["scheme"] == t["scheme"])
-            & (evaluations["lr"] == t["lr"])
-            & (evaluations["batch_size"] == t["batch_size"])
-        )
-        label = f"{families[t['scheme']]} (lr {t['lr']:g}, B {t['batch_size']:g})"
-        rows.append(evaluations[pick].assign(label=label))
+    for scheme in tuned.loc[
+        (tuned["workload"] == workload) & (tuned["machines"] == machines), "scheme"
+    ]:
+        setting, t = tuned_runs(workload, machines, scheme)
+        label = f"{families[scheme]} (lr {t['lr']:g}, B {t['batch_size']:g})"
+        ev = evaluations[evaluations["run_id"].isin(setting["run_id"])]
+        rows.append(ev.assign(label=label))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -117,15 +122,7 @@ for (w, m), c in curves.items():
 def mean_curve(w, m, scheme, x, grid):
     """Mean over the tuned setting's seeds of test accuracy at ``grid``; a diverged run counts
     0 from its last evaluation on (and everywhere if it has none)."""
-    t = tuned[(tuned["workload"] == w) & (tuned["machines"] == m) & (tuned["scheme"] == scheme)]
-    t = t.iloc[0]
-    setting = runs[
-        (runs["workload"] == w)
-        & (runs["machines"] == m)
-        & (runs["scheme"] == scheme)
-        & (runs["lr"] == t["lr"])
-        & (runs["batch_size"] == t["batch_size"])
-    ]
+    setting, _ = tuned_runs(w, m, scheme)
     ys = []
     for _, r in setting.iterrows():
         g = evaluations[evaluations["run_id"] == r["run_id"]].sort_values(x)

@@ -44,6 +44,7 @@ def execute(path: Path, out: Path) -> tuple[str, float, str | None]:
     """Execute one notebook (its outputs go to ``out/notebooks/<name>``); returns (name, seconds,
     error or None). The executed notebook is written to ``out/executed/<name>.ipynb`` either way."""
     import jupytext
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -63,8 +64,6 @@ def execute(path: Path, out: Path) -> tuple[str, float, str | None]:
     except CellExecutionError as exc:
         error = str(exc).splitlines()[-1] if str(exc) else repr(exc)
     finally:
-        import nbformat
-
         (out / "executed").mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out / "executed" / f"{path.stem}.ipynb")
     return path.stem, time.perf_counter() - start, error

@@ -72,9 +72,10 @@ def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None):
     evaluations, summary = load(data)
     ids = {config.id() for config in SweepSpec.load(spec).points()}
     summary = summary[summary["run_id"].isin(ids)]
-    refused = summary["state"].eq("failed") & summary.get("error", pd.Series(dtype=str)).fillna(
-        ""
-    ).str.startswith("ValueError")
+    errors = summary["error"].fillna("") if "error" in summary else ""
+    refused = summary["state"].eq("failed") & pd.Series(errors, index=summary.index).str.startswith(
+        "ValueError"
+    )
     infeasible = summary[refused].copy()
     done = set(summary.loc[summary["state"] == "complete", "run_id"]) | set(infeasible["run_id"])
     if not ids <= done:
