@@ -408,7 +408,7 @@ def test_time_to_target_is_the_first_time_the_metric_reaches_it():
     assert loss.to_dict() == {"a": 1.0, "b": 10.0, "c": pytest.approx(math.nan, nan_ok=True)}
 
 
-def test_over_seeds_mean_best_worst_and_bootstrap_interval():
+def test_over_seeds_mean_best_worst_and_an_interval_only_from_five_seeds():
     s = _summary()
     table = over_seeds(s, "final", ["workload", "label", "lr"]).set_index(
         ["workload", "label", "lr"]
@@ -416,9 +416,9 @@ def test_over_seeds_mean_best_worst_and_bootstrap_interval():
     row = table.loc["w1", "A", 0.1]
     assert row["n"] == 3 and row["mean"] == pytest.approx(0.6)
     assert (row["best"], row["worst"]) == (0.7, 0.5)
-    assert 0.5 <= row["ci_low"] < 0.6 < row["ci_high"] <= 0.7  # percentile CI of 3 values
-    const = table.loc["w1", "B", 0.1]
-    assert (const["ci_low"], const["ci_high"]) == (0.4, 0.4)  # no spread, no interval
+    # three seeds: the range (best, worst) and no interval
+    assert table["interval"].eq("range").all()
+    assert table["ci_low"].isna().all() and table["ci_high"].isna().all()
     # lower is better, and a NaN (never reached) is the worst and left out of the mean
     t = s.copy()
     t.loc[(t.workload == "w1") & (t.label == "A") & (t.lr == 0.3) & (t.seed == 2), "t"] = np.nan
@@ -426,13 +426,22 @@ def test_over_seeds_mean_best_worst_and_bootstrap_interval():
     row = tt.set_index(["workload", "label", "lr"]).loc["w1", "A", 0.3]
     assert row["mean"] == pytest.approx(15.0) and row["best"] == 10.0
     assert math.isnan(row["worst"]) and row["n_finite"] == 2
-    # the interval covers the true mean at about its level: normal samples, 200 replications
+    # five seeds: Student-t, mean +- t_{0.975, 4} s / sqrt(5) (t_{0.975, 4} = 2.7764, tables)
+    five = pd.DataFrame({"g": "x", "v": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    row = over_seeds(five, "v", ["g"]).iloc[0]
+    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)
+    assert row["interval"] == "t 95%"
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    with pytest.raises(ValueError, match="method: the bootstrap needs >= 10 values"):
+        over_seeds(five, "v", ["g"], method="bootstrap")
+    # the interval covers the true mean at its level: normal samples, 200 replications
     rng = np.random.default_rng(1)
     frames = [pd.DataFrame({"rep": r, "v": rng.normal(0.0, 1.0, 30)}) for r in range(200)]
-    ci = over_seeds(pd.concat(frames), "v", ["rep"], seed=2)
-    coverage = ((ci["ci_low"] <= 0) & (ci["ci_high"] >= 0)).mean()
-    assert abs(coverage - 0.95) < 4 * math.sqrt(0.95 * 0.05 / 200) + 0.02  # percentile CI is
-    # slightly narrow at n = 30 (about 0.93-0.94), within four binomial SEs plus that bias
+    for method in ("t", "bootstrap"):
+        ci = over_seeds(pd.concat(frames), "v", ["rep"], method=method, seed=2)
+        coverage = ((ci["ci_low"] <= 0) & (ci["ci_high"] >= 0)).mean()
+        bias = 0.0 if method == "t" else 0.02  # the percentile bootstrap is narrow at n = 30
+        assert abs(coverage - 0.95) < 4 * math.sqrt(0.95 * 0.05 / 200) + bias
 
 
 def test_best_lr_states_its_protocol_and_picks_the_best_mean():
@@ -449,6 +458,18 @@ def test_best_lr_states_its_protocol_and_picks_the_best_mean():
     )
     worst = best_lr(_summary(), "t", ["workload", "label"], higher_is_better=False)
     assert worst["lr"].eq(0.3).all()  # lr 0.1 never reached the target: NaN cannot win
+    # with two lrs every pick is an end of the grid; with a third above, A on w1 is inside
+    assert best["lr_status"].eq("edge").all()
+    s = _summary()
+    more = s[s.lr == 0.1].assign(lr=1.0, final=lambda d: d["final"] - 0.5)
+    three = best_lr(pd.concat([s, more]), "final", ["workload", "label"])
+    status = three.set_index(["workload", "label"])["lr_status"].to_dict()
+    assert status == {
+        ("w1", "A"): "interior",  # 0.3 between 0.1 and 1
+        ("w1", "B"): "edge",  # 0.1, the smallest
+        ("w2", "A"): "interior",
+        ("w2", "B"): "edge",
+    }
 
 
 def test_performance_profile_against_hand_computed_ratios():

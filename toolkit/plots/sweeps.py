@@ -1,6 +1,6 @@
 """Figures for sweeps (tables of :mod:`toolkit.sweeps.analysis`): learning-rate sensitivity with
-seed bands, time to target with confidence intervals, heatmaps over two axes, and saving a
-figure as PDF and PNG."""
+seed bands, time to target (Kaplan-Meier medians, censored runs shown), heatmaps over two axes,
+and saving a figure as PDF and PNG."""
 
 from __future__ import annotations
 
@@ -54,16 +54,25 @@ def plot_sensitivity(
 def plot_time_to_target(
     table: pd.DataFrame, *, by: str = "label", unit: str = "s", ax: Axes | None = None
 ) -> Figure:
-    """Bars of the mean time to target per ``by`` with the bootstrap interval of the mean
-    (:func:`toolkit.sweeps.analysis.over_seeds` of ``time_to_target``); a configuration that
-    never reached the target has no bar."""
+    """Bars of the Kaplan-Meier median time to target per ``by``, each labelled with the runs
+    that reached the target (:func:`toolkit.sweeps.analysis.survival`); where the median lies
+    beyond the last time observed (fewer than half reached it) a hatched bar reaches the latest
+    censoring time and reads "> t"."""
     fig, (ax,) = axes(ax, width=6.0)
-    t = table.sort_values("mean")
+    t = table.assign(_x=table["median"].fillna(np.inf)).sort_values("_x")
     pos = np.arange(len(t))
-    err = np.vstack([t["mean"] - t["ci_low"], t["ci_high"] - t["mean"]])
-    ax.barh(pos, t["mean"], xerr=np.nan_to_num(err), color=sns.color_palette("deep")[0])
+    known = t["median"].notna().to_numpy()
+    width = np.where(known, t["median"], t["censored_max"].fillna(0.0))
+    colour = sns.color_palette("deep")[0]
+    bars = ax.barh(pos, width, color=colour)
+    for bar, ok in zip(bars, known, strict=True):
+        if not ok:
+            bar.set(hatch="//", facecolor="none", edgecolor=colour)
+    for p, w, ok, k, n in zip(pos, width, known, t["reached"], t["n"], strict=True):
+        text = f"{k}/{n}" if ok else f"> {w:.3g}, {k}/{n}"
+        ax.text(w, p, f" {text}", va="center", fontsize=7)
     ax.set_yticks(pos, t[by].astype(str), fontsize=7)
-    ax.set(xlabel=f"simulated time to target ({unit}), mean and 95% bootstrap interval")
+    ax.set(xlabel=f"simulated time to target ({unit}): Kaplan-Meier median; runs reaching it")
     return fig
 
 

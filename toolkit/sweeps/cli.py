@@ -114,10 +114,62 @@ def _report(args: argparse.Namespace) -> int:
     from toolkit.sweeps.report import report
 
     tables = report(args.out, args.dest)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        for name in ("final", "time_to_target", "best_lr", "failures"):
-            if name in tables:
-                print(f"\n{name}:\n{tables[name].to_string(index=False)}")
+    if "settings" in tables:  # a protocol's report
+        names = ("settings", "evaluation", "targets", "time_to_target", "pairwise", "failures")
+        columns = {
+            "settings": ["protocol", "workload", "label", "comparison", "lr", "lr_status", "rule"],
+            "evaluation": [
+                "protocol",
+                "label",
+                "comparison",
+                "lr",
+                "metric",
+                "n",
+                "mean",
+                "interval",
+                "ci_low",
+                "ci_high",
+                "worst",
+                "best",
+                "diverged",
+                "failed",
+            ],
+            "time_to_target": [
+                "protocol",
+                "label",
+                "comparison",
+                "target",
+                "n",
+                "reached",
+                "fraction",
+                "median",
+                "censored",
+                "censored_max",
+            ],
+            "pairwise": [
+                "protocol",
+                "comparison",
+                "a",
+                "b",
+                "mean_a",
+                "mean_b",
+                "p",
+                "p_holm",
+                "separated",
+                "leader",
+                "test",
+            ],
+        }
+    else:
+        names, columns = ("final", "time_to_target", "best_lr", "failures"), {}
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        for name in names:
+            if name in tables and len(tables[name]):
+                table = tables[name]
+                table = table[[c for c in columns.get(name, table.columns) if c in table]]
+                print(f"\n{name}:\n{table.to_string(index=False)}")
+    for warning in tables.get("warnings", pd.DataFrame({"warning": []}))["warning"]:
+        print(f"warning: {warning}")
     dest = args.dest or f"{args.out}/report"
     print(f"\ntables and figures in {dest}")
     return 0

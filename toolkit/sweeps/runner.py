@@ -36,7 +36,7 @@ from toolkit.runs.config import RunConfig
 from toolkit.sweeps import store
 from toolkit.sweeps.spec import SweepSpec
 
-__all__ = ["BACKENDS", "plan", "run_point", "run_sweep", "schedule_key"]
+__all__ = ["BACKENDS", "plan", "run_configs", "run_point", "run_sweep", "schedule_key", "tasks"]
 
 BACKENDS = ("local", "ray", "submitit")
 
@@ -202,33 +202,80 @@ def _submitit(
 def plan(spec: SweepSpec | str | Path, out: Path) -> tuple[SweepSpec, list[RunConfig], list[dict]]:
     """The spec, its distinct points, and a task for each point not complete in ``out`` (its
     Schedule simulated and cached first); writes ``out/spec.toml`` for a spec read from a file."""
-    if not isinstance(spec, SweepSpec):
-        text = Path(spec).read_text()
-        spec = SweepSpec.from_toml(text)
-    else:
-        text = None
+    spec = _read(spec, out)
     configs = list({c.id(): c for c in spec.points()}.values())
+    return spec, configs, tasks(configs, out, spec.engine)
+
+
+def _read(spec: SweepSpec | str | Path, out: Path) -> SweepSpec:
+    """The spec (read and validated first when a file: then copied to ``out/spec.toml``)."""
+    if isinstance(spec, SweepSpec):
+        out.mkdir(parents=True, exist_ok=True)
+        return spec
+    text = Path(spec).read_text()
+    spec = SweepSpec.from_toml(text)
     out.mkdir(parents=True, exist_ok=True)
-    if text is not None:
-        (out / "spec.toml").write_text(text)
+    (out / "spec.toml").write_text(text)
+    return spec
+
+
+def tasks(configs: list[RunConfig], out: Path, engine: dict | None = None) -> list[dict]:
+    """A task for each of ``configs`` not complete in ``out`` (Schedules cached first)."""
+    engine = engine or {"name": "replay"}
     todo = [c for c in configs if store.run_state(store.run_dir(out, c)) != "complete"]
-    measured = spec.engine_name == "distributed"  # no simulated Schedule to cache
+    measured = engine.get("name", "replay") == "distributed"  # no simulated Schedule to cache
     schedules = {} if measured else _schedules(out, todo)
-    tasks = [
+    return [
         {
             "config": c.to_dict(),
             "dir": str(store.run_dir(out, c)),
             "out": str(out),
             "schedule": None if measured else _str(schedules[schedule_key(c)]),
-            "engine": spec.engine,
+            "engine": engine,
         }
         for c in todo
     ]
-    return spec, configs, tasks
 
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def run_configs(
+    configs: list[RunConfig],
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    executor: str = "auto",
+    parameters: dict | None = None,
+    engine: dict | None = None,
+    progress: bool = True,
+    desc: str = "sweep",
+) -> None:
+    """Run each of ``configs`` not complete in ``out`` as a sweep point there (the rules of the
+    module docstring), with a progress bar over all of them; the back-end arguments are
+    :func:`run_sweep`'s."""
+    from tqdm.auto import tqdm
+
+    check_choice("backend", backend, BACKENDS)
+    jobs = check_int("jobs", jobs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = list({c.id(): c for c in configs}.values())
+    todo = tasks(configs, out, engine)
+    if backend == "local":
+        results: Iterable[dict] = _local(run_point, todo, jobs)
+    elif backend == "ray":
+        results = _ray(run_point, todo, jobs, address)
+    else:
+        results = _submitit(run_point, todo, out, executor, parameters or {})
+    done = len(configs) - len(todo)
+    with tqdm(total=len(configs), initial=done, desc=desc, disable=not progress) as bar:
+        for result in results:
+            bar.update(1)
+            bar.set_postfix_str(f"{result['name']}: {result.get('status', result['state'])}")
 
 
 def run_sweep(
@@ -246,24 +293,19 @@ def run_sweep(
     returns the sweep's summary (:func:`toolkit.sweeps.load`). ``jobs``: local workers (and the
     CPUs of a Ray cluster it starts); ``address``: an existing Ray cluster; ``executor`` and
     ``parameters``: submitit's (``"local"``, ``"slurm"`` or ``"auto"``; e.g. ``{"slurm_partition":
-    "gpu"}``)."""
-    from tqdm.auto import tqdm
-
+    "gpu"}``). A spec with a ``[protocol]`` table runs its protocol instead
+    (:func:`toolkit.sweeps.protocol.run_protocol`)."""
     check_choice("backend", backend, BACKENDS)
     jobs = check_int("jobs", jobs)
     out = Path(out)
-    spec, configs, tasks = plan(spec, out)
-    if backend == "local":
-        results: Iterable[dict] = _local(run_point, tasks, jobs)
-    elif backend == "ray":
-        results = _ray(run_point, tasks, jobs, address)
-    else:
-        results = _submitit(run_point, tasks, out, executor, parameters or {})
-    done = len(configs) - len(tasks)
-    with tqdm(
-        total=len(configs), initial=done, desc=f"sweep {spec.name}", disable=not progress
-    ) as bar:
-        for result in results:
-            bar.update(1)
-            bar.set_postfix_str(f"{result['name']}: {result.get('status', result['state'])}")
+    spec = _read(spec, out)
+    run = dict(jobs=jobs, backend=backend, address=address, executor=executor)
+    run.update(parameters=parameters, progress=progress)
+    if spec.protocol is not None:
+        from toolkit.sweeps.protocol import run_protocol
+
+        spec.protocol.check(spec)
+        return run_protocol(spec, out, **run)
+    configs = list({c.id(): c for c in spec.points()}.values())
+    run_configs(configs, out, engine=spec.engine, desc=f"sweep {spec.name}", **run)
     return store.load(out)[1]

@@ -28,6 +28,10 @@
     high = 1.0
     log = true
 
+    [protocol]                   # optional: the comparison protocol (toolkit.sweeps.protocol)
+    names = ["tuned", "scaled"]  # lr searched per cell from grid.lr, chosen on tuning seeds,
+                                 # reported on evaluation seeds
+
     [engine]                     # optional: every point on the real backend
     name = "distributed"         # "replay" (default: simulate, then train along the Schedule)
     time_scale = 0.01            # seconds of injected delay per unit of `compute`
@@ -37,7 +41,8 @@ Point i of the quasi-random sequence is the i-th of the scrambled sequence of th
 every point is reproducible from the spec and its index (as AlgoPerf samples tuning trials). Axes
 apply in order of their paths' depth (``scheme`` before ``scheme.n``). The spec is validated
 before anything runs: an unknown key or a wrong type is an error naming it and its line, and every
-point must make a valid RunConfig.
+point must make a valid RunConfig. With a ``[protocol]`` table the grid's points are the cells and
+the starting lr grid of the protocol, which owns the seeds (:mod:`toolkit.sweeps.protocol`).
 """
 
 from __future__ import annotations
@@ -54,12 +59,13 @@ from scipy.stats import qmc
 
 from toolkit.checks import check_choice, check_int, check_real
 from toolkit.runs.config import RunConfig
+from toolkit.sweeps.protocol import Protocol
 
 __all__ = ["Axis", "SweepSpec"]
 
 SEQUENCES = ("sobol", "halton")
 ENGINES = ("replay", "distributed")
-_TOP = ("name", "base", "grid", "random", "engine")
+_TOP = ("name", "base", "grid", "random", "protocol", "engine")
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,13 @@ class SweepSpec:
     seed: int = 0
     name: str = "sweep"
     engine: dict = field(default_factory=lambda: {"name": "replay"})
+    protocol: Protocol | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.base, RunConfig):
             object.__setattr__(self, "base", self.base.to_dict())
+        if self.protocol is not None and not isinstance(self.protocol, Protocol):
+            object.__setattr__(self, "protocol", Protocol.from_dict(self.protocol))
         if not isinstance(self.base, dict):
             raise ValueError("base: expected a RunConfig table")
         for path, values in self.grid.items():
@@ -142,6 +151,8 @@ class SweepSpec:
         try:
             spec = cls._from_dict(data)
             spec.points()  # every point must be a valid RunConfig
+            if spec.protocol is not None:
+                spec.protocol.check(spec)
         except ValueError as err:
             msg = str(err)
             key = _key_of(msg)
@@ -182,6 +193,7 @@ class SweepSpec:
             axes=tuple(axes),
             name=str(data.get("name", "sweep")),
             engine=dict(data.get("engine", {"name": "replay"})),
+            protocol=Protocol.from_dict(data["protocol"]) if "protocol" in data else None,
             **random,
         )
 

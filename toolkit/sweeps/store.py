@@ -15,7 +15,7 @@ still contains and a killed sweep loses nothing that had finished.
 
 :func:`export` writes the two tables of :func:`load` to a small folder (``evaluations.parquet``,
 ``summary.csv``; no schedules, no parameters), which :func:`load` reads back the same: the form in
-which a sweep's results are committed to ``data/``.
+which a sweep's results are committed to ``data/`` (with ``spec.toml``, where the sweep had one).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def _runs(out: Path):
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
-def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(evaluations, summary) of the sweep in ``out``.
+def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evaluations, summary) of the sweep in ``out`` (of the runs ``ids`` only, when given).
 
     ``evaluations``: one row per evaluation of every complete run (``update``, ``time``,
     ``test_loss``, ``test_accuracy``, ...) with its config's fields as columns and ``run_id``.
@@ -109,6 +109,10 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``label`` (the scheme's label) and, for a failed run, ``error`` (the last line of its
     traceback).
 
+    For a spec with a ``[protocol]`` table (``out/spec.toml``), the summary also has each run's
+    ``role`` (``tuning`` or ``evaluation``), ``protocols`` and ``lr_status`` (``interior``,
+    ``wall`` or ``capped``; :func:`toolkit.sweeps.protocol.annotate`).
+
     ``out`` may also be a folder written by :func:`export`."""
     from toolkit.schemes import make_scheme
     from toolkit.workloads import get_workload
@@ -117,7 +121,8 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
         return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
     evals, rows = [], []
-    for path in _runs(out):
+    paths = _runs(out) if ids is None else [out / "runs" / i for i in sorted(set(ids))]
+    for path in paths:
         state = run_state(path)
         try:
             config = json.loads((path / MANIFEST_FILE).read_text())["run"]["config"]
@@ -164,7 +169,33 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
         rows.append(row)
     evaluations = pd.concat(evals, ignore_index=True) if evals else pd.DataFrame()
-    return evaluations, pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    spec = _spec(out)
+    if ids is None and spec is not None and spec.protocol is not None:
+        from toolkit.sweeps.protocol import annotate
+
+        summary = annotate(summary, spec)
+    return evaluations, summary
+
+
+def _spec(out: Path):
+    """The spec last run in ``out`` (``out/spec.toml``), or None."""
+    from toolkit.sweeps.spec import SweepSpec
+
+    path = out / "spec.toml"
+    return SweepSpec.load(path) if path.exists() else None
+
+
+def _ids(spec, summary: pd.DataFrame) -> set[str]:
+    """The run ids a spec uses: its points, or every run its protocol's decisions use so far
+    (what has run and what its next steps need)."""
+    if spec.protocol is None:
+        return {config.id() for config in spec.points()}
+    from toolkit.sweeps.protocol import outcomes_of, plan_protocol
+
+    plan = plan_protocol(spec, outcomes_of(summary, spec.protocol.score))
+    configs = [*plan.tuning_configs(), *plan.evaluation_configs(), *plan.needed]
+    return {c.id() for c in configs}
 
 
 def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
@@ -173,14 +204,13 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
     is there, only the runs of its points are exported (a directory may also hold runs of an
     earlier version of the spec)."""
     from toolkit.files import atomic_write
-    from toolkit.sweeps.spec import SweepSpec
 
     evaluations, summary = load(out)
     if summary.empty:
         raise ValueError(f"out: the sweep directory {str(out)!r} holds no runs")
-    spec = Path(out) / "spec.toml"
-    if spec.exists():
-        ids = {config.id() for config in SweepSpec.load(spec).points()}
+    spec = _spec(Path(out))
+    if spec is not None:
+        ids = _ids(spec, summary)
         summary = summary[summary["run_id"].isin(ids)].reset_index(drop=True)
         if not evaluations.empty:
             evaluations = evaluations[evaluations["run_id"].isin(ids)].reset_index(drop=True)
@@ -190,6 +220,9 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
         dest / EXPORT_FILES[0], lambda p: evaluations.to_parquet(p, index=False, compression="zstd")
     )
     su = atomic_write(dest / EXPORT_FILES[1], lambda p: summary.to_csv(p, index=False))
+    if (Path(out) / "spec.toml").exists():  # a protocol's report recomputes its decisions
+        text = (Path(out) / "spec.toml").read_text()
+        atomic_write(dest / "spec.toml", lambda p: p.write_text(text))
     return ev, su
 
 
@@ -208,15 +241,15 @@ def _args(table: dict) -> dict:
 def status(out: str | Path) -> pd.Series:
     """How many runs of the sweep in ``out`` are complete, partial, failed, and (when
     ``out/spec.toml`` is there) how many of its points have not started (``new``)."""
-    from toolkit.sweeps.spec import SweepSpec
-
     out = Path(out)
     if not out.is_dir():
         raise ValueError(f"out: no sweep directory {str(out)!r}")
     states = {p.name: run_state(p) for p in _runs(out)}
-    if (out / "spec.toml").exists():
-        for config in SweepSpec.load(out / "spec.toml").points():
-            states.setdefault(config.id(), "new")
+    spec = _spec(out)
+    if spec is not None:
+        summary = load(out, ids=list(states))[1] if spec.protocol is not None else None
+        for run_id in _ids(spec, summary):
+            states.setdefault(run_id, "new")
     counts = pd.Series(list(states.values()), dtype="object").value_counts()
     order = ["complete", "partial", "failed", "new"]
     return counts.reindex(order, fill_value=0).rename("runs").rename_axis("state")
