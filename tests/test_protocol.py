@@ -541,3 +541,44 @@ def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
     for label in capped["label"]:
         assert f"warning: tuned: {label} on workload quadratic, 2 machines is capped" in printed
     assert (tables["evaluation"]["interval"] == "range").all()  # one evaluation seed
+
+
+# ------------------------------------------------------------------ the shipped quick spec
+@pytest.mark.slow
+def test_protocol_quick_spec_end_to_end(tmp_path):
+    out = tmp_path / "quick"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/protocol-quick.toml"]
+    command += ["--out", str(out), "--jobs", "2", "--no-progress"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rep = subprocess.run(
+        [sys.executable, "-m", "toolkit", "sweep", "report", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rep.returncode == 0, rep.stderr
+    spec = SweepSpec.load(ROOT / "sweeps/protocol-quick.toml")
+    names, schemes = set(spec.protocol.names), {"Sync(n=4)", "Backup(n=3, b=1)", "Async(n=4)"}
+    dest = out / "report"
+    settings = pd.read_csv(dest / "settings.csv")
+    # every protocol named chose one setting (lr and momentum) per scheme, with its status
+    assert set(settings["protocol"]) == names and len(settings) == len(names) * len(schemes)
+    assert settings.groupby("protocol")["label"].apply(set).eq(schemes).all()
+    assert settings["lr_status"].isin(STATUSES).all() and settings["lr"].notna().all()
+    assert settings["momentum"].isin([0.0, 0.9]).all()
+    shared = settings[settings["protocol"] == "shared"]
+    assert shared["lr"].nunique() == 1 and shared["momentum"].nunique() == 1
+    evaluation = pd.read_csv(dest / "evaluation.csv")
+    assert evaluation["n"].eq(5).all() and evaluation["interval"].eq("t 95%").all()
+    ttt = pd.read_csv(dest / "time_to_target.csv")
+    assert (ttt["reached"] + ttt["censored"]).eq(ttt["n"]).all()
+    assert len(pd.read_csv(dest / "pairwise.csv")) == 3 * len(names)
+    for warning in pd.read_csv(dest / "warnings.csv")["warning"]:
+        assert f"warning: {warning}" in rep.stdout
+    # the runs made: the searches on 2 seeds, then 5 seeds per distinct chosen setting
+    summary = load(out)[1]
+    assert summary["state"].eq("complete").all()
+    chosen = {(r.label, r.momentum, r.lr) for r in settings.itertuples()}
+    assert (summary["role"] == "evaluation").sum() == 5 * len(chosen)

@@ -162,11 +162,16 @@ def _report(args: argparse.Namespace) -> int:
         }
     else:
         names, columns = ("final", "time_to_target", "best_lr", "failures"), {}
+    known = {"protocol", "workload", "label", "machines", "comparison", "lr", "lr_status", "rule"}
+    fields = [c for c in tables.get("settings", pd.DataFrame()).columns if c not in known]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         for name in names:
             if name in tables and len(tables[name]):
                 table = tables[name]
-                table = table[[c for c in columns.get(name, table.columns) if c in table]]
+                want = columns.get(name, list(table.columns))
+                if name in columns:  # the fields that tell a protocol's cells apart
+                    want = [*want[:3], *fields, *want[3:]]
+                table = table[[c for c in want if c in table]]
                 print(f"\n{name}:\n{table.to_string(index=False)}")
     for warning in tables.get("warnings", pd.DataFrame({"warning": []}))["warning"]:
         print(f"warning: {warning}")

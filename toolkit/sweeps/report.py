@@ -296,8 +296,8 @@ def protocol_report(
     # figures: the lr searches (tuning seeds), then each protocol's runs (evaluation seeds)
     tuning = summary[summary["role"] == "tuning"]
     for workload, g in tuning.groupby("workload", sort=True):
-        g = g.assign(value=g["final"].where(g["status"] == "ok"))
         by = [c for c in config_groups(g) if c not in ("workload", "lr")]
+        g = g.assign(value=g["final"].where(g["status"] == "ok"))
         curve = analysis.sensitivity(g, "value", by)
         curve = curve.assign(label=curve[by].astype(str).agg(" ".join, axis=1))
         ylabel = f"final {metric_of.get(workload, '')} (tuning seeds)"
