@@ -380,6 +380,7 @@ factor = 3.0
         ('{name = "async", n = 2}', '{name = "kasync", n = 2, k = 2}',
          "protocol.names: 'scaled' scales the tuned rate of one asynchronous reference", 15),
         ("lr = [0.1, 0.3]", "lr = [0.1, 0.3]\nseed = [0, 1]", "grid.seed: a [protocol] spec", 12),
+        ("lr = [0.1, 0.3]\n", "", "grid.lr: a [protocol] spec searches lr from a grid", 10),
     ],
 )  # fmt: skip
 def test_bad_protocol_input_is_one_line_naming_the_key_and_its_line_and_nothing_starts(

@@ -1,5 +1,6 @@
 """Parameter sweeps: a spec (a base RunConfig and axes), a resumable runner on a local process
-pool, Ray or Slurm (submitit), the sweep's tidy tables, their analysis and a report.
+pool, Ray or Slurm (submitit), the sweep's tidy tables, their analysis and a report; with a
+``[protocol]`` table, the comparison protocol (:mod:`toolkit.sweeps.protocol`).
 
 ::
 
@@ -11,29 +12,37 @@ pool, Ray or Slurm (submitit), the sweep's tidy tables, their analysis and a rep
 from toolkit.sweeps.analysis import (
     best_lr,
     over_seeds,
+    pairwise,
     performance_profile,
     sensitivity,
+    survival,
     time_to_target,
 )
+from toolkit.sweeps.protocol import Protocol, run_protocol
 from toolkit.sweeps.report import report
-from toolkit.sweeps.runner import BACKENDS, run_point, run_sweep, schedule_key
+from toolkit.sweeps.runner import BACKENDS, run_configs, run_point, run_sweep, schedule_key
 from toolkit.sweeps.spec import Axis, SweepSpec
 from toolkit.sweeps.store import export, load, status
 
 __all__ = [
     "BACKENDS",
     "Axis",
+    "Protocol",
     "SweepSpec",
     "best_lr",
     "export",
     "load",
     "over_seeds",
+    "pairwise",
     "performance_profile",
     "report",
+    "run_configs",
     "run_point",
+    "run_protocol",
     "run_sweep",
     "schedule_key",
     "sensitivity",
     "status",
+    "survival",
     "time_to_target",
 ]

@@ -57,9 +57,9 @@ loss: that best divided by the fraction).
 
 The driver (:func:`run_protocol`) is stateless: every decision is recomputed from the finished
 run directories (:func:`plan_protocol` is a pure function of the spec and the runs' outcomes),
-each step runs only what the decisions need and is not complete (:func:`toolkit.sweeps.runner.
-run_configs`), so after ``kill -9`` the same command starts only what is missing and ends with the
-result of an uninterrupted run.
+each step runs only what the decisions need and is not complete
+(:func:`toolkit.sweeps.runner.run_configs`), so after ``kill -9`` the same command starts only
+what is missing and ends with the result of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -91,11 +91,13 @@ __all__ = [
     "Setting",
     "annotate",
     "asynchronous_reference",
+    "cells_of",
     "outcomes_of",
     "plan_protocol",
     "resolve",
     "run_protocol",
     "scale_of",
+    "search",
     "synchronous_family",
 ]
 
@@ -231,7 +233,9 @@ class Protocol:
         workloads of the spec and metrics they have, an asynchronous reference for ``scaled``."""
         grid = spec.grid
         if "lr" not in grid:
-            raise ProtocolError("grid.lr: a [protocol] spec searches lr from a grid; give grid.lr")
+            raise ProtocolError(
+                "grid.lr: a [protocol] spec searches lr from a grid; give grid.lr", "grid"
+            )
         if "seed" in grid:
             raise ProtocolError(
                 "grid.seed: a [protocol] spec takes its seeds from protocol.tuning_seeds and "
@@ -239,7 +243,9 @@ class Protocol:
                 "grid",
             )
         if any(a.field in ("lr", "seed") for a in spec.axes):
-            raise ProtocolError("random.axes: lr and seed are the protocol's, not random axes")
+            raise ProtocolError(
+                "random.axes: lr and seed are the protocol's, not random axes", "random"
+            )
         for axis in self.tune:
             if axis not in grid and axis not in {a.field for a in spec.axes}:
                 raise ProtocolError(f"protocol.tune: {axis!r} is not an axis of [grid] or [random]")
