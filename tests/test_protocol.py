@@ -525,6 +525,27 @@ def test_report_and_load_carry_the_protocol_and_only_evaluation_seeds_are_report
     pd.testing.assert_frame_equal(exported["evaluation"], tables["evaluation"], check_dtype=False)
 
 
+def test_an_unfinished_protocol_reports_what_it_has_and_counts_what_is_missing(real, tmp_path):
+    import shutil
+
+    out = tmp_path / "partial"
+    shutil.copytree(real[0], out)
+    shutil.rmtree(out / "report", ignore_errors=True)
+    summary = real[1]
+    gone = summary[(summary["role"] == "evaluation") & (summary["label"] == "Sync(n=2)")]
+    for run_id in gone["run_id"]:
+        shutil.rmtree(out / "runs" / run_id)
+    assert status(out)["new"] == len(gone)
+    tables = report(out)
+    ev = tables["evaluation"].set_index(["protocol", "label"])
+    assert ev.loc[("tuned", "Sync(n=2)"), "n"] == 0 and math.isnan(
+        ev.loc[("tuned", "Sync(n=2)"), "mean"]
+    )
+    assert ev.loc[("tuned", "Async(n=2)"), "n"] == 5
+    (warning,) = tables["warnings"]["warning"]
+    assert warning.startswith(f"the protocol is not finished: {len(gone)} run(s)")
+
+
 def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(

@@ -216,10 +216,13 @@ def protocol_report(
         ]
     )
     tables["settings"] = settings
-    tables["warnings"] = pd.DataFrame({"warning": plan.warnings()})
-    if settings.empty:
-        _write(tables, dest)
-        return tables
+    warnings = plan.warnings()
+    if not plan.done:
+        warnings.append(
+            f"the protocol is not finished: {len(plan.needed)} run(s) of its next step are "
+            "missing; run the spec again (only what is missing runs)"
+        )
+    tables["warnings"] = pd.DataFrame({"warning": warnings})
 
     # the evaluation runs of each setting (a run may evaluate the settings of several protocols)
     by_id = summary.set_index("run_id")
@@ -228,7 +231,10 @@ def protocol_report(
         ids = [c.id() for c in s.configs(protocol.evaluation_seeds) if c.id() in by_id.index]
         rows = by_id.loc[ids].reset_index()
         parts.append(rows.assign(setting=i, protocol=s.protocol))
-    runs = pd.concat(parts, ignore_index=True)
+    runs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if runs.empty:  # no evaluation run yet
+        _write(tables, dest)
+        return tables
     if "status" not in runs:
         runs["status"] = None
     ok = (runs["state"] == "complete") & (runs["status"] == "ok")
@@ -242,6 +248,8 @@ def protocol_report(
     evaluation = meta.merge(evaluation, on="setting", how="left").merge(
         counts, on="setting", how="left"
     )
+    for column in ("n", "n_finite", "diverged", "failed"):  # a setting not run yet: none
+        evaluation[column] = evaluation[column].fillna(0).astype(int)
     evaluation["metric"] = evaluation["workload"].map(metric_of)
     tables["evaluation"] = evaluation.drop(columns="setting")
 
