@@ -20,14 +20,22 @@ from toolkit.sweeps.analysis import (
 )
 from toolkit.sweeps.protocol import Protocol, run_protocol
 from toolkit.sweeps.report import report
-from toolkit.sweeps.runner import BACKENDS, run_configs, run_point, run_sweep, schedule_key
+from toolkit.sweeps.runner import (
+    EXECUTORS,
+    SweepInterrupted,
+    run_configs,
+    run_point,
+    run_sweep,
+    schedule_key,
+)
 from toolkit.sweeps.spec import Axis, SweepSpec
 from toolkit.sweeps.store import export, load, status
 
 __all__ = [
-    "BACKENDS",
+    "EXECUTORS",
     "Axis",
     "Protocol",
+    "SweepInterrupted",
     "SweepSpec",
     "best_lr",
     "export",

@@ -784,15 +784,16 @@ def run_protocol(
     out: str | Path,
     *,
     jobs: int = 1,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
-    executor: str = "auto",
+    cluster: str = "auto",
     parameters: dict | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run ``spec``'s protocol in the sweep directory ``out`` (its runs are sweep points there:
-    resumable, Schedules cached); returns :func:`toolkit.sweeps.load`'s summary, which carries
-    each run's role, protocols and lr status."""
+    resumable, Schedules cached; the executor arguments are
+    :func:`toolkit.sweeps.runner.run_configs`'s); returns :func:`toolkit.sweeps.load`'s summary,
+    which carries each run's role, protocols and lr status."""
     from toolkit.sweeps import store
     from toolkit.sweeps.runner import run_configs
 
@@ -806,13 +807,12 @@ def run_protocol(
             configs,
             out,
             jobs=jobs,
-            backend=backend,
-            address=address,
             executor=executor,
+            address=address,
+            cluster=cluster,
             parameters=parameters,
-            engine=spec.engine,
             progress=progress,
-            desc=f"{spec.name} step {step}",
+            label=f"{spec.name} step {step}",
         )
         summary = store.load(out, ids=[c.id() for c in configs])[1]
         return outcomes_of(summary, spec.protocol.score)

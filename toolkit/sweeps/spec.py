@@ -28,14 +28,13 @@
     high = 1.0
     log = true
 
+    [base.engine]                # optional: every point on the real backend (the engine is
+    name = "distributed"         # a config field, toolkit.runs.engine; default "replay":
+    time_scale = 0.01            # simulate, then train along the Schedule); a grid may vary it
+
     [protocol]                   # optional: the comparison protocol (toolkit.sweeps.protocol)
     names = ["tuned", "scaled"]  # lr searched per cell from grid.lr, chosen on tuning seeds,
                                  # reported on evaluation seeds
-
-    [engine]                     # optional: every point on the real backend
-    name = "distributed"         # "replay" (default: simulate, then train along the Schedule)
-    time_scale = 0.01            # seconds of injected delay per unit of `compute`
-    inject = true
 
 Point i of the quasi-random sequence is the i-th of the scrambled sequence of the spec's seed, so
 every point is reproducible from the spec and its index (as AlgoPerf samples tuning trials). Axes
@@ -64,8 +63,7 @@ from toolkit.sweeps.protocol import Protocol
 __all__ = ["Axis", "SweepSpec"]
 
 SEQUENCES = ("sobol", "halton")
-ENGINES = ("replay", "distributed")
-_TOP = ("name", "base", "grid", "random", "protocol", "engine")
+_TOP = ("name", "base", "grid", "random", "protocol")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,6 @@ class SweepSpec:
     sequence: str = "sobol"
     seed: int = 0
     name: str = "sweep"
-    engine: dict = field(default_factory=lambda: {"name": "replay"})
     protocol: Protocol | None = None
 
     def __post_init__(self) -> None:
@@ -126,19 +123,6 @@ class SweepSpec:
         if self.axes and not self.count:
             raise ValueError("random.count: quasi-random axes need count >= 1")
         check_int("random.seed", self.seed, 0)
-        engine = dict(self.engine)
-        check_choice("engine.name", engine.pop("name", "replay"), ENGINES)
-        bad = sorted(set(engine) - {"time_scale", "inject"})
-        if bad:
-            raise ValueError(f"{bad[0]}: unknown key in [engine]; valid: inject, name, time_scale")
-        if "time_scale" in engine:
-            check_real("engine.time_scale", engine["time_scale"])
-        if not isinstance(engine.get("inject", True), bool):
-            raise ValueError("inject: [engine] inject must be true or false")
-
-    @property
-    def engine_name(self) -> str:
-        return self.engine.get("name", "replay")
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -166,6 +150,11 @@ class SweepSpec:
 
     @classmethod
     def _from_dict(cls, data: dict) -> SweepSpec:
+        if "engine" in data:
+            raise ValueError(
+                "engine: the engine is a field of the run config: write it as [base.engine] "
+                "(or vary it in [grid])"
+            )
         unknown = sorted(set(data) - set(_TOP))
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key; a spec has {', '.join(_TOP)}")
@@ -192,7 +181,6 @@ class SweepSpec:
             grid=dict(grid),
             axes=tuple(axes),
             name=str(data.get("name", "sweep")),
-            engine=dict(data.get("engine", {"name": "replay"})),
             protocol=Protocol.from_dict(data["protocol"]) if "protocol" in data else None,
             **random,
         )
