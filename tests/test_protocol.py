@@ -47,7 +47,7 @@ from toolkit.sweeps.store import run_state
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spec(lrs, schemes=("sync", "async"), names=("tuned",), protocol="") -> SweepSpec:
+def _spec(lrs, schemes=("sync", "async"), names=("tuned",), protocol="", grid="") -> SweepSpec:
     tables = {
         "sync": '{name = "sync", n = 4}',
         "async": '{name = "async", n = 4}',
@@ -69,7 +69,7 @@ name = "quadratic"
 [grid]
 lr = {list(lrs)}
 scheme = [{", ".join(tables[s] for s in schemes)}]
-[protocol]
+{grid}[protocol]
 names = {json.dumps(list(names))}
 {protocol}
 """
@@ -178,6 +178,35 @@ def test_shared_search_optimises_the_mean_over_schemes_and_stops_at_any_schemes_
     plan, _ = resolve(spec, _landscape({"sync": 0.81, "async": 0.09}, wall={"async": 0.5}))
     (s,) = plan.searches
     assert s.best == 0.27 and s.status == "wall"
+
+
+def test_tuned_axes_momentum_and_nesterov_are_chosen_on_tuning_seeds():
+    spec = _spec(
+        [0.01, 0.03],
+        names=("tuned", "scaled", "shared"),
+        protocol='tune = ["momentum", "nesterov"]',
+        grid="momentum = [0.0, 0.9]\nnesterov = [false, true]\n",
+    )
+    # nesterov without momentum is plain SGD: three cells per scheme, not four
+    assert len(cells_of(spec)) == 2 * 3
+    base = _landscape({"sync": 0.3, "async": 0.1})
+
+    def measure(configs):  # Sync gains from Nesterov momentum, Async from none
+        out = base(configs)
+        for c in configs:
+            good = (c.momentum, c.nesterov) == ((0.9, True) if c.scheme.name == "sync" else (0, 0))
+            out[c.id()] = Outcome(out[c.id()].value + (1.0 if good else 0.0))
+        return out
+
+    plan, _ = resolve(spec, measure)
+    sync, asyn = _setting(plan, "tuned", "sync"), _setting(plan, "tuned", "async")
+    assert (sync.cell.momentum, sync.cell.nesterov, sync.lr) == (0.9, True, 0.27)
+    assert (asyn.cell.momentum, asyn.cell.nesterov, asyn.lr) == (0.0, False, 0.09)
+    scaled = _setting(plan, "scaled", "sync")  # the reference's optimizer, 4 x its lr
+    assert (scaled.cell.momentum, scaled.cell.nesterov) == (0.0, False)
+    assert scaled.lr == pytest.approx(4 * 0.09)
+    shared = [s for s in plan.settings if s.protocol == "shared"]
+    assert len({(s.cell.momentum, s.cell.nesterov, s.lr) for s in shared}) == 1
 
 
 # ------------------------------------------------------------------ seeds
@@ -381,6 +410,10 @@ factor = 3.0
          "protocol.names: 'scaled' scales the tuned rate of one asynchronous reference", 15),
         ("lr = [0.1, 0.3]", "lr = [0.1, 0.3]\nseed = [0, 1]", "grid.seed: a [protocol] spec", 12),
         ("lr = [0.1, 0.3]\n", "", "grid.lr: a [protocol] spec searches lr from a grid", 10),
+        ('"quadratic"\n', '"quadratic"\n[base.plateau]\nwindow = 0\ndelta = 0.01\n',
+         "plateau.window must be an integer >= 1", 10),
+        ('"quadratic"\n', '"quadratic"\n[base.plateau]\nwindow = 5\ndelta = -0.01\n',
+         "plateau.delta must be >= 0", 11),
     ],
 )  # fmt: skip
 def test_bad_protocol_input_is_one_line_naming_the_key_and_its_line_and_nothing_starts(

@@ -152,6 +152,7 @@ def _report(args: argparse.Namespace) -> int:
                 "best",
                 "diverged",
                 "failed",
+                "stopped",
             ],
             "time_to_target": [
                 "protocol",

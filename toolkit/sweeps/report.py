@@ -38,6 +38,7 @@ _RESULTS = {
     "best",
     "time_to_target",
     "wall_seconds",
+    "stopped",
     "label",
     "error",
     "role",
@@ -155,12 +156,13 @@ def protocol_report(
     search: its mean over the schemes; the worst value, +-inf, where a run diverged), the best,
     its status and the extension steps below and above the grid), ``settings`` (per protocol
     and cell: the lr chosen on tuning seeds, its status and the rule that chose it),
-    ``evaluation``
-    (per setting, over evaluation seeds only: the final value of the main metric; diverged and
-    failed runs counted and left out of the mean; a Student-t interval, or "range" below 5
-    seeds), ``targets`` (per workload: the target and how it was set), ``time_to_target`` (per
-    setting: fraction reached, Kaplan-Meier median, censored runs), ``pairwise`` (per protocol
-    and comparison: Welch's t, Holm-corrected), ``warnings`` (capped cells) and ``failures``."""
+    ``evaluation`` (per setting, over evaluation seeds only: the final value of the main metric;
+    diverged and failed runs counted and left out of the mean; a Student-t interval, or "range"
+    below 5 seeds; ``stopped``: how many runs ended at a plateau, a target or their budget),
+    ``targets`` (per workload: the target and how it was set), ``time_to_target`` (per setting:
+    fraction reached, Kaplan-Meier median, censored runs), ``pairwise`` (per protocol and
+    comparison: Welch's t, Holm-corrected), ``warnings`` (capped cells, an unfinished protocol)
+    and ``failures``."""
     from toolkit.plots import plot_curves, plot_sensitivity, plot_time_to_target, save_figure
     from toolkit.sweeps.protocol import _comparison_key, outcomes_of, plan_protocol
 
@@ -241,9 +243,12 @@ def protocol_report(
     runs["value"] = runs["final"].where(ok) if "final" in runs else float("nan")
     meta = settings.reset_index(names="setting")
     evaluation = analysis.over_seeds(runs, "value", ["setting"])
+    if "stopped" not in runs:
+        runs["stopped"] = None
     counts = runs.groupby("setting").agg(
         diverged=("status", lambda x: int((x == "diverged").sum())),
         failed=("state", lambda x: int((x == "failed").sum())),
+        stopped=("stopped", _reasons),
     )
     evaluation = meta.merge(evaluation, on="setting", how="left").merge(
         counts, on="setting", how="left"
@@ -325,6 +330,12 @@ def protocol_report(
                 save_figure(plot_time_to_target(t), f"{stem}_time_to_target")
     _write(tables, dest)
     return tables
+
+
+def _reasons(stopped: pd.Series) -> str:
+    """How many runs ended for each reason: ``"plateau 3, budget 2"``."""
+    counts = stopped.dropna().value_counts()
+    return ", ".join(f"{reason} {n}" for reason, n in counts.items())
 
 
 def _cell_columns(cells: list) -> dict[str, dict]:

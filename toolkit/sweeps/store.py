@@ -106,8 +106,9 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
     ``summary``: one row per run directory: ``run_id``, ``state``, ``status``, the config's
     fields, ``updates``, ``final_<metric>``, ``best_<metric>``, ``time_to_target`` (simulated
     time when the workload's main metric first reached its target, NaN if never),
-    ``label`` (the scheme's label) and, for a failed run, ``error`` (the last line of its
-    traceback).
+    ``label`` (the scheme's label), ``stopped`` (why it ended: ``"budget"``, ``"plateau"``,
+    ``"target"`` or ``"diverged"``; empty for runs written before the manifest said) and, for a
+    failed run, ``error`` (the last line of its traceback).
 
     For a spec with a ``[protocol]`` table (``out/spec.toml``), the summary also has each run's
     ``role`` (``tuning`` or ``evaluation``), ``protocols`` and ``lr_status`` (``interior``,
@@ -166,6 +167,7 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
                 best=float(best),
                 time_to_target=float(hit["time"].iloc[0]) if len(hit) else float("nan"),
                 wall_seconds=res.manifest.get("wall_seconds"),
+                stopped=res.manifest.get("stopped"),
             )
         rows.append(row)
     evaluations = pd.concat(evals, ignore_index=True) if evals else pd.DataFrame()
