@@ -203,8 +203,9 @@ def _ids(spec, summary: pd.DataFrame) -> set[str]:
 def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
     """Write :func:`load`'s tables of the sweep in ``out`` to ``dest/evaluations.parquet`` and
     ``dest/summary.csv`` (each written atomically); returns their paths. Where ``out/spec.toml``
-    is there, only the runs of its points are exported (a directory may also hold runs of an
-    earlier version of the spec)."""
+    is there, only the runs of its points (under a ``[protocol]``: the runs its decisions use)
+    are exported (a directory may also hold runs of an earlier version of the spec), and the
+    spec is copied beside them, so that a protocol's report can be made from the export."""
     from toolkit.files import atomic_write
 
     evaluations, summary = load(out)
@@ -242,7 +243,9 @@ def _args(table: dict) -> dict:
 
 def status(out: str | Path) -> pd.Series:
     """How many runs of the sweep in ``out`` are complete, partial, failed, and (when
-    ``out/spec.toml`` is there) how many of its points have not started (``new``)."""
+    ``out/spec.toml`` is there) how many of its points have not started (``new``; under a
+    ``[protocol]``, the runs its decisions so far call for: later extension steps are not known
+    yet)."""
     out = Path(out)
     if not out.is_dir():
         raise ValueError(f"out: no sweep directory {str(out)!r}")
