@@ -112,7 +112,8 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
 
     For a spec with a ``[protocol]`` table (``out/spec.toml``), the summary also has each run's
     ``role`` (``tuning`` or ``evaluation``), ``protocols`` and ``lr_status`` (``interior``,
-    ``wall`` or ``capped``; :func:`toolkit.sweeps.protocol.annotate`).
+    ``wall`` or ``capped``; ``running`` while its search is unfinished;
+    :func:`toolkit.sweeps.protocol.annotate`).
 
     ``out`` may also be a folder written by :func:`export`."""
     from toolkit.schemes import make_scheme
