@@ -7,6 +7,7 @@ Child processes are bounded by timeouts and killed in a ``finally``.
 
 from __future__ import annotations
 
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import scipy.stats as st
 import torch
 
+from toolkit.checks import ConfigError, TooLargeError, check_positive
 from toolkit.cli import main
 from toolkit.cluster import simulate
 from toolkit.limits import set_memory_limit
@@ -103,7 +105,8 @@ def test_debug_shows_the_traceback():
         text=True,
         timeout=120,
     )
-    assert done.returncode != 0 and "Traceback" in done.stderr and "ValueError" in done.stderr
+    assert done.returncode != 0 and "Traceback" in done.stderr
+    assert "toolkit.checks.ConfigError: --n must be an integer >= 1, got 0" in done.stderr
 
 
 def test_a_closed_pipe_ends_quietly():
@@ -236,3 +239,30 @@ def test_train_takes_a_workload_name():
     assert torch.equal(by_name.params, by_value.params)
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
         train(sched, "nope")
+
+
+def test_config_errors_carry_their_field_through_rewording_and_pickling():
+    with pytest.raises(ConfigError) as err:
+        check_positive("lr", 0.0)
+    assert (err.value.field, str(err.value)) == ("lr", "lr must be > 0 and finite, got 0.0")
+    inner = ConfigError("n", "n must be an integer >= 1, got 0")
+    assert str(inner.within("scheme")) == "scheme.n must be an integer >= 1, got 0"
+    assert str(inner.renamed("--n")) == "--n must be an integer >= 1, got 0"
+    # a message that does not start with its field keeps its text when re-rooted, and gets the
+    # new name in front when renamed; a longer name that merely starts alike is not the field
+    other = ConfigError("b", "scheme 'sync' takes ['n'], not ['b']")
+    assert (other.within("scheme").field, str(other.within("scheme"))) == ("scheme.b", str(other))
+    assert str(other.renamed("--b")) == "--b: scheme 'sync' takes ['n'], not ['b']"
+    assert (
+        str(ConfigError("n", "n_train must be <= 10").within("workload")) == "n_train must be <= 10"
+    )
+    set_memory_limit("10 kB")
+    try:
+        with pytest.raises(TooLargeError) as big:
+            simulate(Sync(4), st.expon(), updates=1000)
+    finally:
+        set_memory_limit(None)
+    assert big.value.field == "updates" and isinstance(big.value, ConfigError)
+    for error in (inner, big.value, inner.within("scheme").renamed("--n")):
+        back = pickle.loads(pickle.dumps(error))
+        assert (type(back), back.field, str(back)) == (type(error), error.field, str(error))

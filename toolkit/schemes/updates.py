@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from toolkit.checks import check_choice, check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_choice, check_int, check_interval, check_positive
 
 __all__ = [
     "STALENESS",
@@ -129,7 +129,9 @@ class Staleness:
         check_choice("staleness", self.policy, STALENESS)
         if self.policy == "drop":
             if self.max_staleness is None:
-                raise ValueError("max_staleness: staleness='drop' needs an integer bound >= 0")
+                raise ConfigError(
+                    "max_staleness", "max_staleness: staleness='drop' needs an integer bound >= 0"
+                )
             check_int("max_staleness", self.max_staleness, 0)
 
     def factors(self, staleness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from toolkit.checks import check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_int, check_interval, check_positive
 from toolkit.schemes.rule import Rule
 from toolkit.schemes.updates import (
     Replicated,
@@ -101,9 +101,11 @@ def _replica_updates(
     local, exchange, momentum: float, staleness: Staleness | None, name: str
 ) -> Replicated:
     if momentum:
-        raise ValueError(f"momentum: {name} takes plain local SGD steps (EAMSGD has its own)")
+        raise ConfigError(
+            "momentum", f"momentum: {name} takes plain local SGD steps (EAMSGD has its own)"
+        )
     if staleness is not None and staleness.policy != "none":
-        raise ValueError(f"staleness: {name} has no stale gradients to weigh")
+        raise ConfigError("staleness", f"staleness: {name} has no stale gradients to weigh")
     return Replicated(local, exchange)
 
 
@@ -354,11 +356,15 @@ def make_scheme(name: str, **fields: object) -> Scheme:
     try:
         cls = SCHEMES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown scheme {name!r}; valid: {', '.join(sorted(SCHEMES))}") from None
+        raise ConfigError(
+            "name", f"unknown scheme {name!r}; valid: {', '.join(sorted(SCHEMES))}"
+        ) from None
     names = {f.name for f in dataclasses.fields(cls)}
     extra = {k for k, v in fields.items() if k not in names and v is not None}
     if extra:
-        raise ValueError(f"scheme {name!r} takes {sorted(names)}, not {sorted(extra)}")
+        raise ConfigError(
+            sorted(extra)[0], f"scheme {name!r} takes {sorted(names)}, not {sorted(extra)}"
+        )
     kwargs = {k: v for k, v in fields.items() if k in names and v is not None}
     missing = {
         f.name
@@ -366,5 +372,5 @@ def make_scheme(name: str, **fields: object) -> Scheme:
         if f.default is dataclasses.MISSING and f.name not in kwargs
     }
     if missing:
-        raise ValueError(f"scheme {name!r} needs {sorted(missing)}")
+        raise ConfigError(sorted(missing)[0], f"scheme {name!r} needs {sorted(missing)}")
     return cls(**kwargs)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -123,8 +122,8 @@ def run_point(task: dict) -> dict:
         else:
             schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
             res = run(config, path, resume=True, schedule=schedule)
-    except Exception:  # a run that raises is recorded; the sweep goes on
-        store.record_failure(path, config, traceback.format_exc())
+    except Exception as err:  # a run that raises is recorded; the sweep goes on
+        store.record_failure(path, config, err)
         store.log(task["out"], "failed", config.id())
         return {"id": config.id(), "state": "failed", "name": _name(config)}
     store.log(task["out"], "end", config.id(), status=res.status)

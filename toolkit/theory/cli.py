@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
 from toolkit.cli_args import (
     DEFAULT_COMM,
     DEFAULT_DIST,
@@ -100,7 +101,7 @@ def _cmd_step_time(args: argparse.Namespace) -> int:
 def _cmd_order_stat(args: argparse.Namespace) -> int:
     dist = _dist(args)
     if not 1 <= args.k <= args.n:
-        raise ValueError(f"k must lie in [1, n] = [1, {args.n}], got {args.k}")
+        raise ConfigError("k", f"k must lie in [1, n] = [1, {args.n}], got {args.k}")
     mean = float(expected_order_statistic(dist, args.k, args.n))
     var = float(order_statistic_variance(dist, args.k, args.n))
     print(_line("dist", args.dist))
@@ -226,7 +227,7 @@ def _demo_server(m: int, dist, comm, out: Path) -> pd.DataFrame:
 def _cmd_demo(args: argparse.Namespace) -> int:
     m = args.machines
     if m < 2:
-        raise ValueError(f"machines must be >= 2 for the demo, got {m}")
+        raise ConfigError("machines", f"machines must be >= 2 for the demo, got {m}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dist = _dist(args)
