@@ -254,12 +254,43 @@ def test_bad_dist_is_an_error_naming_the_flag(text):
         dist_from_args(args)
 
 
-def test_dist_check_hook_refuses_negative_support():
+def test_dist_check_hook_refuses_what_theory_refuses():
+    # negative support is refused by parsing itself (parse_compute checks step times) ...
     args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", "norm(0, 1)"])
-    assert dist_from_args(args).mean() == 0.0  # parsing alone accepts it
     with pytest.raises(ConfigError, match=r"^--dist: step times must be >= 0") as err:
-        dist_from_args(args, check=check_step_dist)
+        dist_from_args(args)
     assert err.value.field == "--dist"
+    # ... and the theory's hook refuses a compute model that is not one i.i.d. distribution
+    text = 'SlowMachines("expon()", fraction=0.5, slowdown=2)'
+    args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", text])
+    assert dist_from_args(args).slowdown == 2.0
+    with pytest.raises(ConfigError, match=r"^--dist must be a frozen scipy.stats"):
+        dist_from_args(args, check=check_step_dist)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "expon(loc=[1, 2])",
+        "expon([1, 2])",
+        'expon(loc="1")',
+        "expon(loc=True)",
+        'SlowMachines("expon(scale=[1, 2])", fraction=0.5, slowdown=2)',
+    ],
+)
+def test_non_scalar_dist_arguments_are_refused_naming_the_flag(text):
+    args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", text])
+    with pytest.raises(ConfigError, match=r"^--dist: the arguments of .* must be numbers") as err:
+        dist_from_args(args)
+    assert err.value.field == "--dist"
+
+
+def test_non_scalar_dist_is_one_line_on_the_command_line(capsys):
+    argv = ["simulate", "--scheme", "sync", "--n", "2", "--dist", "expon(loc=[1,2])"]
+    assert main([*argv, "--updates", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --dist: the arguments of 'expon(loc=[1,2])' must be numbers")
+    assert err.count("\n") == 1 and "ambiguous" not in err
 
 
 # --------------------------------------------------------------------------- the three commands

@@ -20,7 +20,7 @@ import torch
 
 from toolkit.checks import ConfigError, TooLargeError, check_positive
 from toolkit.cli import main
-from toolkit.cluster import simulate
+from toolkit.cluster import Schedule, simulate
 from toolkit.limits import set_memory_limit
 from toolkit.replay import train
 from toolkit.schemes import EASGD, Sync
@@ -239,6 +239,67 @@ def test_train_takes_a_workload_name():
     assert torch.equal(by_name.params, by_value.params)
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
         train(sched, "nope")
+
+
+# ------------------------------------------------------------------ silent surprises, refused
+def _toolkit(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m toolkit ARGV`` as a user runs it, bounded by a timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess, *parts: str) -> None:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for part in parts:
+        assert part in done.stderr, done.stderr
+
+
+def test_simulate_refuses_an_existing_out_unless_overwrite(tmp_path):
+    out = tmp_path / "s.parquet"
+    out.write_text("an earlier result")
+    _one_line(_toolkit(*SIM, "--out", str(out)), "already exists", "--overwrite")
+    assert out.read_text() == "an earlier result"
+    done = _toolkit(*SIM, "--out", str(out), "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Schedule.load(out).updates == 10
+
+
+def test_a_non_scalar_distribution_argument_is_one_line_naming_dist():
+    argv = ["simulate", "--scheme", "sync", "--n", "2", "--dist", "expon(loc=[1,2])"]
+    done = _toolkit(*argv, "--updates", "5")
+    _one_line(done, "--dist: the arguments of 'expon(loc=[1,2])' must be numbers")
+    assert "ambiguous" not in done.stderr
+
+
+def test_distributed_refuses_negative_step_times_before_starting_a_process(tmp_path):
+    out = tmp_path / "run"
+    argv = ["distributed", "--workload", "logreg", "--scheme", "sync", "--n", "2"]
+    done = _toolkit(*argv, "--updates", "2", "--dist", "norm(0, 1)", "--out", str(out))
+    _one_line(done, "--dist: step times must be >= 0")
+    assert not out.exists()  # refused before the run directory, so before any rank
+
+
+def test_max_staleness_without_drop_is_refused_by_train(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--no-progress", "--max-staleness", "3", "--out", str(out)]) == 2
+    _one_line_error(capsys, "max_staleness: only staleness='drop' takes a bound")
+    assert not out.exists()
+    argv = [*TRAIN, "--no-progress", "--staleness", "lr", "--max-staleness", "3"]
+    assert main([*argv, "--out", str(out)]) == 2
+    _one_line_error(capsys, "staleness is 'lr'")
+
+
+def test_sweep_status_refuses_a_directory_that_is_not_a_sweep(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a sweep")
+    _one_line(_toolkit("sweep", "status", str(tmp_path)), "is not a sweep directory")
+    _one_line(_toolkit("sweep", "status", str(tmp_path / "nowhere")), "no sweep directory")
 
 
 def test_config_errors_carry_their_field_through_rewording_and_pickling():

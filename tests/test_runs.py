@@ -90,7 +90,15 @@ def test_a_hand_written_toml_file():
         ({"learning_rate": 0.1}, "learning_rate", "learning_rate: unknown key"),
         ({"staleness": "sometimes"}, "staleness", "staleness must be one of"),
         ({"staleness": "drop"}, "max_staleness", "max_staleness: staleness='drop' needs"),
+        ({"max_staleness": 3}, "max_staleness", "max_staleness: only staleness='drop'"),
+        (
+            {"staleness": "lr", "max_staleness": 3},
+            "max_staleness",
+            "max_staleness: only staleness='drop' takes a bound; staleness is 'lr'",
+        ),
         ({"compute": "nope(1)"}, "compute", "compute: 'nope' is not a scipy.stats"),
+        ({"compute": "norm(0, 1)"}, "compute", "compute: step times must be >= 0"),
+        ({"compute": "expon(loc=[1, 2])"}, "compute", "compute: the arguments of"),
         ({"comm": "ParameterServer(1)"}, "comm", "comm: bad arguments"),
         (
             {"comm": "ParameterServer(nbytes=1, bandwidth=-1)"},

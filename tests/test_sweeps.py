@@ -14,6 +14,7 @@ import faulthandler
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,6 +243,24 @@ def test_sweep_runs_skips_complete_runs_and_reuses_them_when_the_spec_changes(tm
     (tmp_path / "empty" / "runs").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"out: the sweep directory .* holds no runs"):
         export(tmp_path / "empty", tmp_path / "nowhere")
+
+
+def test_load_and_status_refuse_what_is_not_a_sweep(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    for out, message in [
+        (tmp_path / "nonexistent", "out: no sweep directory"),
+        (tmp_path / "other", "is not a sweep directory (no spec.toml, no runs/)"),
+    ]:
+        for call in (load, status, report):
+            with pytest.raises(ConfigError, match=re.escape(message)) as err:
+                call(out)
+            assert err.value.field == "out"
+    assert not (tmp_path / "nonexistent").exists()  # report made no folder for it
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "spec.toml").write_text(TINY)  # a sweep not yet run: empty tables
+    assert load(tmp_path / "fresh")[1].empty
+    assert status(tmp_path / "fresh")["new"] == 4
 
 
 def test_a_run_that_raises_is_recorded_and_a_diverged_run_is_a_result(tmp_path):

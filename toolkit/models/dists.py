@@ -154,6 +154,7 @@ def parse_dist(text: str, column: str | None = None) -> object:
             "column", f"column: only for a .csv trace, not for the distribution {text!r}"
         )
     name, args, kwargs = parse_call(text, "dist")
+    check_numbers("dist", text, [*args, *kwargs.values()])
     family = getattr(stats, name, None)
     if isinstance(family, stats.rv_discrete):
         raise ConfigError(

@@ -371,7 +371,8 @@ COMPUTE_MODELS = {
 
 def parse_compute(text: str) -> object:
     """A step-time model from its text: a scipy.stats call or a ``.csv`` trace
-    (:func:`~toolkit.models.dists.parse_dist`), or one of
+    (:func:`~toolkit.models.dists.parse_dist`, checked by
+    :func:`~toolkit.models.dists.check_step_dist`: no negative step times), or one of
     :data:`COMPUTE_MODELS` written as a call whose distributions are strings, e.g.
     ``SlowMachines("lognorm(0.5)", fraction=0.1, slowdown=4)``, ``Markov("expon()", slowdown=4,
     p_slow=0.05, p_recover=0.5)``, ``PerWorker(["expon()", "expon(scale=2)"])``,
@@ -392,6 +393,8 @@ def parse_compute(text: str) -> object:
                     raise ConfigError(
                         "compute", f"compute: bad arguments for {name}: {err}"
                     ) from None
+        if is_dist(model):
+            check_step_dist(model, "compute")
         return model
     except ConfigError as err:
         if err.field in ("compute", "dist"):  # about the whole text

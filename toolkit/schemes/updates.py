@@ -120,7 +120,7 @@ def sgd(lr: float, momentum: float = 0.0, nesterov: bool = False) -> Transform:
 @dataclass(frozen=True)
 class Staleness:
     """How an update weighs its gradients by staleness (module docstring): ``policy`` is one of
-    ``STALENESS``; ``max_staleness`` bounds ``"drop"``."""
+    ``STALENESS``; ``max_staleness`` bounds ``"drop"`` (any other policy refuses a bound)."""
 
     policy: str = "none"
     max_staleness: int | None = None
@@ -133,6 +133,11 @@ class Staleness:
                     "max_staleness", "max_staleness: staleness='drop' needs an integer bound >= 0"
                 )
             check_int("max_staleness", self.max_staleness, 0)
+        elif self.max_staleness is not None:
+            raise ConfigError(
+                "max_staleness",
+                f"max_staleness: only staleness='drop' takes a bound; staleness is {self.policy!r}",
+            )
 
     def factors(self, staleness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(keep mask, learning-rate factor) per gradient of the given staleness."""

@@ -65,11 +65,11 @@ def report(out: str | Path, dest: str | Path | None = None) -> dict[str, pd.Data
     )
 
     out = Path(out)
-    dest = Path(dest) if dest is not None else out / "report"
-    dest.mkdir(parents=True, exist_ok=True)
-    evaluations, summary = store.load(out)
+    evaluations, summary = store.load(out)  # before making dest: a non-sweep is refused
     if summary.empty:
         raise ConfigError("out", f"out: no runs in {str(out)!r}")
+    dest = Path(dest) if dest is not None else out / "report"
+    dest.mkdir(parents=True, exist_ok=True)
     tables: dict[str, pd.DataFrame] = {"summary": summary}
     failed = summary[summary["state"] == "failed"]
     if len(failed):

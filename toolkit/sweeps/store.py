@@ -123,13 +123,15 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     traceback), ``error_type`` (the exception's class name, e.g. ``ConfigError``) and
     ``error_field`` (the field a ConfigError names, e.g. ``lr``; empty for other errors).
 
-    ``out`` may also be a folder written by :func:`export`."""
+    ``out`` may also be a folder written by :func:`export`. ConfigError naming ``out`` when it
+    is neither."""
     from toolkit.schemes import make_scheme
     from toolkit.workloads import get_workload
 
     out = Path(out)
     if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
         return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
+    _check_sweep(out)
     evals, rows = [], []
     for path in _runs(out):
         state = run_state(path)
@@ -206,6 +208,16 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
     return ev, su
 
 
+def _check_sweep(out: Path) -> None:
+    """ConfigError naming ``out`` unless it is a sweep directory (``spec.toml`` or ``runs/``)."""
+    if not out.is_dir():
+        raise ConfigError("out", f"out: no sweep directory {str(out)!r}")
+    if not (out / "spec.toml").exists() and not (out / "runs").is_dir():
+        raise ConfigError(
+            "out", f"out: {str(out)!r} is not a sweep directory (no spec.toml, no runs/)"
+        )
+
+
 def _failure(path: Path) -> dict:
     """``error_type`` and ``error_field`` of a failed run, from its ``error.json`` (a failure
     recorded without one gives neither)."""
@@ -234,8 +246,7 @@ def status(out: str | Path) -> pd.Series:
     from toolkit.sweeps.spec import SweepSpec
 
     out = Path(out)
-    if not out.is_dir():
-        raise ConfigError("out", f"out: no sweep directory {str(out)!r}")
+    _check_sweep(out)
     states = {p.name: run_state(p) for p in _runs(out)}
     if (out / "spec.toml").exists():
         for config in SweepSpec.load(out / "spec.toml").points():
