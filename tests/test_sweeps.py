@@ -10,6 +10,7 @@ that could block: faulthandler ends the test process with its tracebacks rather 
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import math
@@ -200,7 +201,7 @@ def test_cached_schedule_equals_a_fresh_one_and_is_shared_by_an_lr_grid(tmp_path
     assert len(set(paths.values())) == 2 == len(list((tmp_path / "schedules").glob("*.parquet")))
     for p in points:
         cached = Schedule.load(paths[schedule_key(p)])
-        fresh = schedule_for(p, get_workload(p.workload, **p.workload_args))
+        fresh = schedule_for(p, get_workload(p.workload, **p.workload_args).steps)
         pd.testing.assert_frame_equal(cached.frame, fresh.frame)
         assert cached.meta == fresh.meta
     # a run with the cached Schedule gives the numbers of a run that simulates its own
@@ -354,6 +355,138 @@ def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs
     np.testing.assert_array_equal(got["test_loss"], fresh.evaluations["test_loss"])
 
 
+def _slow_spec(tmp_path: Path) -> Path:
+    """Eight runs of a few seconds each: long enough to be stopped part way."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        TINY.replace("updates = 40", "updates = 1500").replace(
+            "lr = [0.1, 0.3]", "lr = [0.03, 0.1, 0.3, 1.0]"
+        )
+    )
+    return spec
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Pids of the processes of session ``sid`` (the runner and everything it started)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # session id; zombies are gone
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "code"),
+    [(signal.SIGINT, False, 130), (signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
+    ids=["sigint-runner-only", "sigint-group", "sigterm-runner-only"],
+)
+def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
+    tmp_path, signum, whole_group, code
+):
+    """SIGINT or SIGTERM to the runner alone (as a scheduler or `kill -INT PID` sends it) or to
+    its whole process group (Ctrl-C in a terminal): the runner stops the runs in flight, exits
+    with 128 + signum within the grace period, prints the command that goes on and no
+    traceback, and leaves no process behind; the same command then runs only what was not
+    complete."""
+    spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command += ["--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while sum(e["event"] == "start" for e in _log(out)) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no two runs started within 180 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=runner.GRACE + 30)
+        left = _session_processes(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err and f"toolkit sweep run {spec} --out {out}" in err, err
+    assert left == [], f"processes left behind: {left}"
+    states = {p.name: runner.store.run_state(p) for p in (out / "runs").iterdir()}
+    complete = {k for k, v in states.items() if v == "complete"}
+    points = {c.id() for c in SweepSpec.load(spec).points()}
+    before = len(_log(out))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    started = [e["id"] for e in _log(out)[before:] if e["event"] == "start"]
+    assert sorted(started) == sorted(points - complete)
+    assert status(out)["complete"] == len(points)
+
+
+def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
+    """Two runners on one sweep directory would run every point twice: the second is refused
+    (one line, exit 2, the holder's pid) while the first holds the lock, and each point runs
+    once."""
+    spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command += ["--jobs", "1", "--no-progress"]
+    first = subprocess.Popen(
+        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not any(e["event"] == "start" for e in _log(out)):
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        _, err = first.communicate(timeout=600)
+        assert first.returncode == 0, err
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    starts = [e["id"] for e in _log(out) if e["event"] == "start"]
+    assert len(starts) == len(set(starts)) == 8
+
+
+def test_a_lock_left_by_a_dead_runner_is_taken_over(tmp_path):
+    """The lock is a kernel lock on DIR/.lock: a runner killed with SIGKILL leaves the file but
+    not the lock, so the next runner goes on."""
+    out = tmp_path / "sweep"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from toolkit.sweeps.runner import sweep_lock\n"
+        "with sweep_lock(Path(sys.argv[1])):\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another runner \(pid {holder.pid}"):
+            with runner.sweep_lock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert (out / ".lock").exists()
+    with runner.sweep_lock(out):  # taken over
+        pass
+
+
 # ------------------------------------------------------------------ back-ends
 def test_local_pool_gives_the_numbers_of_one_by_one(tmp_path):
     spec = SweepSpec.from_toml(TINY)
@@ -381,19 +514,20 @@ def _kill_first_attempt(task: dict) -> dict:
     return runner.run_point(task)
 
 
-def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
+def test_ray_executor_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
     from ray import cloudpickle  # Ray's own copy pickles its remote functions
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        _, configs, tasks = runner.plan(SweepSpec.from_toml(TINY), tmp_path)
+        _, configs = runner.plan(SweepSpec.from_toml(TINY), tmp_path)
+        tasks = runner.tasks_for(configs, tmp_path)
         results = list(runner._ray(_kill_first_attempt, tasks, 2, None))
         assert (tmp_path / "killed-once").exists()  # a worker did die
         assert sorted(r["id"] for r in results) == sorted(c.id() for c in configs)
         assert all(r["state"] == "complete" for r in results)
-        summary = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "ray", backend="ray")
+        summary = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "ray", executor="ray")
         assert summary["state"].eq("complete").all() and len(summary) == 4
     finally:
         ray.shutdown()
@@ -406,14 +540,14 @@ def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     )
 
 
-def test_submitit_backend_with_its_local_executor(tmp_path, watchdog):
+def test_submitit_executor_with_its_local_cluster(tmp_path, watchdog):
     import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
 
     summary = run_sweep(
         SweepSpec.from_toml(TINY),
         tmp_path,
-        backend="submitit",
-        executor="local",
+        executor="submitit",
+        cluster="local",
         parameters={"timeout_min": 4},
         progress=False,
     )
@@ -426,11 +560,11 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     spec = SweepSpec.from_toml(TINY)
     with pytest.raises(ValueError, match=r"\[ray\] extra"):
-        run_sweep(spec, tmp_path, backend="ray", progress=False)
+        run_sweep(spec, tmp_path, executor="ray", progress=False)
     with pytest.raises(ValueError, match=r"\[slurm\] extra"):
-        run_sweep(spec, tmp_path, backend="submitit", progress=False)
-    with pytest.raises(ValueError, match="backend"):
-        run_sweep(spec, tmp_path, backend="dask", progress=False)
+        run_sweep(spec, tmp_path, executor="submitit", progress=False)
+    with pytest.raises(ValueError, match="executor"):
+        run_sweep(spec, tmp_path, executor="dask", progress=False)
     with pytest.raises(ValueError, match="jobs"):
         run_sweep(spec, tmp_path, jobs=0, progress=False)
 
@@ -621,3 +755,14 @@ def test_curves_average_seeds_on_a_common_time_grid():
     assert (x[0], x[-1], len(x)) == (0.0, 20.0, 64)
     both = np.interp(x, [0, 10, 20], [0, 1, 2]) + np.interp(x, [0, 5, 15, 20], [0, 1, 3, 4])
     np.testing.assert_allclose(y, both / 2)
+
+
+def test_a_run_whose_process_died_is_recorded_without_an_exception(tmp_path):
+    from toolkit.sweeps.store import record_failure, run_dir
+
+    (config,) = SweepSpec.from_toml(TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", "")).points()
+    (tmp_path / "spec.toml").write_text(TINY)
+    record_failure(run_dir(tmp_path, config), config, "its process ended with exit code -9")
+    (row,) = load(tmp_path)[1].to_dict("records")
+    assert (row["state"], row["error"]) == ("failed", "its process ended with exit code -9")
+    assert pd.isna(row["error_type"]) and pd.isna(row["error_field"])

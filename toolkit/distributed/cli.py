@@ -1,8 +1,9 @@
 """``toolkit distributed``: one scheme as real processes on this machine (gloo), with the shared
 scheme and cluster flags, in a run directory (config.toml, the measured schedule.parquet,
-results.parquet, params.pt: :func:`toolkit.distributed.run`); prints the measured step time
-beside the theory's prediction. ``toolkit run CONFIG --backend distributed`` runs a config file
-the same way."""
+results.parquet, params.pt: the distributed engine,
+:class:`toolkit.distributed.run.DistributedEngine`); prints the measured step time beside the
+theory's prediction. ``toolkit run CONFIG --engine
+distributed`` runs a config file the same way."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import numpy as np
 
 from toolkit import cli_args
 from toolkit.cluster import Schedule
-from toolkit.distributed.run import run
-from toolkit.runs.config import RunConfig
+from toolkit.runs import EngineSpec, RunConfig, run
+from toolkit.runs.cli import summary_line
 from toolkit.runs.directory import SCHEDULE_FILE
 from toolkit.theory import step_time
 
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    engine = EngineSpec(
+        "distributed",
+        time_scale=args.time_scale,
+        inject=not args.no_inject,
+        collective=not args.server,
+    )
     config = RunConfig(
         scheme=cli_args.scheme_from_args(args),
         workload=args.workload,
@@ -67,17 +74,10 @@ def _run(args: argparse.Namespace) -> int:
         updates=args.updates,
         seed=args.seed,
         eval_every=args.eval_every,
+        engine=engine,
     )
     out = Path(args.out)
-    res = run(
-        config,
-        out,
-        progress=not args.no_progress,
-        time_scale=args.time_scale,
-        inject=not args.no_inject,
-        collective=not args.server,
-        timeout=args.timeout,
-    )
+    res = run(config, out, progress=not args.no_progress, timeout=args.timeout)
     schedule = Schedule.load(out / SCHEDULE_FILE)
     times = res.frame["time"].to_numpy()
     if config.scheme.rule.period:  # theory's step time is per local step
@@ -99,5 +99,6 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("test_loss", "test_accuracy"):
         if np.isfinite(last[name]):
             print(f"  {name:<24}{last[name]:.4f}")
-    print(f"{res.status}: wrote {out} (config.toml, {SCHEDULE_FILE}, results.parquet, params.pt)")
+    print(summary_line(res, measured=True))
+    print(f"wrote {out} (config.toml, {SCHEDULE_FILE}, results.parquet, params.pt, trace.csv)")
     return 0

@@ -67,21 +67,23 @@ def run_state(path: Path) -> str:
     return "failed" if (path / "error.txt").exists() else "partial"
 
 
-def record_failure(path: Path, config: RunConfig, error: BaseException) -> None:
-    """Record a run that raised ``error``: its traceback (``error.txt``), its type, field (a
-    ConfigError's ``field``, else null) and message (``error.json``), and its config where the
-    run directory has no manifest to hold it."""
+def record_failure(path: Path, config: RunConfig, error: BaseException | str) -> None:
+    """Record a run that raised ``error`` (or ended without an exception: ``error`` then says
+    why, e.g. its process died): its traceback or that line (``error.txt``), the exception's
+    type, field (a ConfigError's ``field``, else null) and message (``error.json``), and its
+    config where the run directory has no manifest to hold it."""
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MANIFEST_FILE).exists():
         text = config.to_json()
         atomic_write(path / "failed-config.json", lambda tmp: tmp.write_text(text))
+    raised = isinstance(error, BaseException)
     record = {
-        "type": type(error).__name__,
+        "type": type(error).__name__ if raised else None,
         "field": getattr(error, "field", None),
         "message": str(error),
     }
     atomic_write(path / "error.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
-    text = "".join(traceback.format_exception(error))
+    text = "".join(traceback.format_exception(error)) if raised else f"{error}\n"
     atomic_write(path / "error.txt", lambda tmp: tmp.write_text(text))
 
 
