@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
 from toolkit.cluster import Schedule
 from toolkit.models import ParameterServer
 from toolkit.models.dists import parse_dist
@@ -147,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.machines < 2:
-        raise ValueError(f"--machines must be >= 2, got {args.machines}")
+        raise ConfigError("--machines", f"--machines must be >= 2, got {args.machines}")
     table = run_demo(
         args.out,
         args.machines,

@@ -64,7 +64,7 @@ Timing conventions (documented choices where the papers leave freedom):
 
 from __future__ import annotations
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.cluster.asynchronous import async_heap, async_merge, kasync
 from toolkit.cluster.barrier import barrier, barrier_failures, delayed, kbatch
 from toolkit.cluster.replicas import replicas_async, replicas_sync
@@ -96,13 +96,15 @@ def simulate(
     Schedule bit for bit.
     """
     if not isinstance(scheme, Scheme):
-        raise ValueError(f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
+        raise ConfigError("scheme", f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
     updates = check_int("updates", updates, 1)
     seed = check_int("seed", seed, 0)
     if comm is not None and not isinstance(comm, CommModel):
-        raise ValueError(f"comm: expected None or a CommModel, got {comm!r}")
+        raise ConfigError("comm", f"comm: expected None or a CommModel, got {comm!r}")
     if failures is not None and not isinstance(failures, Failures):
-        raise ValueError(f"failures: expected None or a Failures object, got {failures!r}")
+        raise ConfigError(
+            "failures", f"failures: expected None or a Failures object, got {failures!r}"
+        )
     model = as_compute(compute)
     rule = scheme.rule
     model.check(rule.machines)
@@ -127,17 +129,21 @@ def _path(rule: Rule, comm: CommModel | None, failing: bool):
     """The clock path for a rule (module docstring); failures only where a path handles them."""
     if rule.replicas:
         if failing:
-            raise ValueError("failures: not supported for replica schemes (EASGD, LocalSGD, ...)")
+            raise ConfigError(
+                "failures", "failures: not supported for replica schemes (EASGD, LocalSGD, ...)"
+            )
         return replicas_sync if rule.barrier else replicas_async
     if rule.barrier:
         if failing and (rule.repeat or rule.delay):
-            raise ValueError("failures: supported for Sync and Backup among barrier schemes")
+            raise ConfigError(
+                "failures", "failures: supported for Sync and Backup among barrier schemes"
+            )
         if failing:
             return barrier_failures
         return kbatch if rule.repeat else delayed if rule.delay else barrier
     if rule.kasync:
         if failing:
-            raise ValueError("failures: not supported for KAsync")
+            raise ConfigError("failures", "failures: not supported for KAsync")
         return kasync
     link = comm is not None and comm.message_time() > 0 and comm.server_time() > 0
     return async_heap if failing or link else async_merge

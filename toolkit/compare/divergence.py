@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from toolkit.checks import check_positive
+from toolkit.checks import ConfigError, check_positive
 from toolkit.cluster import Schedule, simulate
 from toolkit.compare.hessian import largest_hessian_eigenvalue
 from toolkit.replay import train
@@ -73,8 +73,9 @@ def _threshold(
     if rule.replicas:
         rules = scheme.updates(1.0)
         if rules.exchange.kind != "elastic" or rule.period != 1 or not rule.barrier:
-            raise ValueError(
-                f"scheme: replica predictions cover synchronous EASGD with tau = 1, not {scheme}"
+            raise ConfigError(
+                "scheme",
+                f"scheme: replica predictions cover synchronous EASGD with tau = 1, not {scheme}",
             )
         alpha, p = rules.exchange.alpha, rule.machines
         eta_h = easgd_max_eta(alpha=alpha, p=p, momentum=rules.local.momentum)
@@ -83,13 +84,15 @@ def _threshold(
         out.update(threshold=delayed_gd_threshold(rule.delay), tau=float(rule.delay))
     else:
         if schedule is None:
-            raise ValueError(f"schedule: {scheme} predictions need the Schedule's staleness")
+            raise ConfigError(
+                "schedule", f"schedule: {scheme} predictions need the Schedule's staleness"
+            )
         used = schedule.used
         upd = used["update"].to_numpy()
         stal = used["staleness"].to_numpy()
         keep, factor = Staleness(staleness, max_staleness).factors(stal)
         if not keep.any():
-            raise ValueError("max_staleness: every gradient is dropped")
+            raise ConfigError("max_staleness", "max_staleness: every gradient is dropped")
         out.update(
             threshold=schedule_threshold(
                 upd[keep],
@@ -216,11 +219,13 @@ def divergence_table(
     """
     compute = scipy.stats.expon() if compute is None else compute
     if train_kwargs.get("momentum", 0.0):
-        raise ValueError("momentum: the predictions cover plain SGD (momentum = 0) only")
+        raise ConfigError(
+            "momentum", "momentum: the predictions cover plain SGD (momentum = 0) only"
+        )
     policy = train_kwargs.get("staleness", "none")
     max_staleness = train_kwargs.get("max_staleness")
     if lambda_max is not None and len(lambda_max) != len(workloads):
-        raise ValueError("lambda_max: give one value per workload")
+        raise ConfigError("lambda_max", "lambda_max: give one value per workload")
     rows = []
     for i, workload in enumerate(workloads):
         lam = (

@@ -38,7 +38,6 @@ import json
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import connection, get_context
 from pathlib import Path
@@ -159,8 +158,8 @@ def run_point(task: dict) -> dict:
     try:
         schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
         res = run(config, path, resume=True, schedule=schedule)
-    except Exception:  # a run that raises is recorded; the sweep goes on
-        store.record_failure(path, config, traceback.format_exc())
+    except Exception as err:  # a run that raises is recorded; the sweep goes on
+        store.record_failure(path, config, err)
         store.log(task["out"], "failed", config.id())
         return {"id": config.id(), "state": "failed", "name": _name(config)}
     store.log(task["out"], "end", config.id(), status=res.status)

@@ -84,17 +84,17 @@ __all__ = [
     "staleness_threshold",
     "staleness_threshold_ms",
 ]
-from toolkit.checks import check_array, check_int
+from toolkit.checks import ConfigError, check_array, check_int
 from toolkit.theory.search import first_crossing
 
 
 def _check_probs(probs: object) -> np.ndarray:
     q = check_array("probs", probs, low=0)
     if q.ndim != 1 or q.size == 0:
-        raise ValueError("probs must be a non-empty 1-D array over staleness 0..S")
+        raise ConfigError("probs", "probs must be a non-empty 1-D array over staleness 0..S")
     total = q.sum()
     if not np.isclose(total, 1.0, rtol=0, atol=1e-9):
-        raise ValueError(f"probs must sum to 1, got {total}")
+        raise ConfigError("probs", f"probs must sum to 1, got {total}")
     return q
 
 
@@ -155,7 +155,7 @@ def staleness_pmf(staleness: object, max_staleness: int | None = None) -> np.nda
     ``staleness`` column of a Schedule's used gradients); a probability vector."""
     s = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if s.size == 0:
-        raise ValueError("staleness must hold at least one value")
+        raise ConfigError("staleness", "staleness must hold at least one value")
     counts = np.bincount(s.ravel(), minlength=0 if max_staleness is None else max_staleness + 1)
     return counts / counts.sum()
 
@@ -169,10 +169,14 @@ def staleness_moments(
     u = np.asarray(update)
     st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.shape != st.shape or u.ndim != 1 or u.size == 0:
-        raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
+        raise ConfigError(
+            "staleness", "update/staleness must be 1-D arrays of the same non-zero length"
+        )
     big = int(st.max()) if max_staleness is None else int(max_staleness)
     if big < st.max():
-        raise ValueError(f"max_staleness: {big} is below the largest staleness {st.max()}")
+        raise ConfigError(
+            "max_staleness", f"max_staleness: {big} is below the largest staleness {st.max()}"
+        )
     _, inv = np.unique(u, return_inverse=True)
     counts = np.zeros((inv.max() + 1, big + 1))
     np.add.at(counts, (inv, st.astype(np.int64)), 1.0)
@@ -227,9 +231,9 @@ def staleness_threshold_ms(
     q = _check_probs(mean)
     q2 = np.asarray(second, dtype=float)
     if q2.shape != (q.size, q.size):
-        raise ValueError(f"second must have shape {(q.size, q.size)}, got {q2.shape}")
+        raise ConfigError("second", f"second must have shape {(q.size, q.size)}, got {q2.shape}")
     if not np.isclose(q2.sum(), 1.0, atol=1e-9) or np.any(q2 < -1e-15):
-        raise ValueError("second must be a second-moment matrix of probability vectors")
+        raise ConfigError("second", "second must be a second-moment matrix of probability vectors")
     if method == "gramian":
 
         def one(x: float) -> float:
@@ -237,16 +241,17 @@ def staleness_threshold_ms(
 
     elif method == "dense":
         if q.size**2 > _DENSE_MAX:
-            raise ValueError(
+            raise ConfigError(
+                "method",
                 f"method: 'dense' needs (S+1)^2 <= {_DENSE_MAX}, got {q.size**2}; "
-                "use method='gramian'"
+                "use method='gramian'",
             )
 
         def one(x: float) -> float:
             return float(np.abs(np.linalg.eigvals(_ms_operator(q, q2, x))).max())
 
     else:
-        raise ValueError(f"method must be 'gramian' or 'dense', got {method!r}")
+        raise ConfigError("method", f"method must be 'gramian' or 'dense', got {method!r}")
 
     def radius(a: np.ndarray) -> np.ndarray:
         return np.array([one(float(x)) for x in np.atleast_1d(a)])
@@ -262,15 +267,19 @@ def _schedule_arrays(
     u = check_array("update", update, low=0, integer=True).astype(np.int64)
     st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.ndim != 1 or u.shape != st.shape or u.size == 0:
-        raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
+        raise ConfigError(
+            "staleness", "update/staleness must be 1-D arrays of the same non-zero length"
+        )
     if np.any(st > u):
-        raise ValueError("staleness must be <= update (a gradient's version is >= 0)")
+        raise ConfigError("staleness", "staleness must be <= update (a gradient's version is >= 0)")
     if weights is None:
         w = np.ones(u.size)
     else:
         w = check_array("weights", weights, low=0)
         if w.shape != u.shape:
-            raise ValueError(f"weights must have the shape of update {u.shape}, got {w.shape}")
+            raise ConfigError(
+                "weights", f"weights must have the shape of update {u.shape}, got {w.shape}"
+            )
     horizon = check_int("horizon", int(u.max()) + 1 if horizon is None else horizon)
     keep = u < horizon
     u, st, w = u[keep], st[keep], w[keep]

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from toolkit.checks import check_array
+from toolkit.checks import ConfigError, check_array
 from toolkit.models.dists import check_step_dist
 from toolkit.models.empirical import Empirical
 from toolkit.theory.order_closed import CLOSED_FORMS, closed_form_moments, has_closed_form
@@ -69,9 +69,11 @@ def _check_kn(k: object, n: object) -> tuple[np.ndarray, np.ndarray, bool]:
     try:
         kk, nn = np.broadcast_arrays(kk, nn)
     except ValueError as exc:
-        raise ValueError(f"k and n do not broadcast: shapes {kk.shape} and {nn.shape}") from exc
+        raise ConfigError(
+            "k", f"k and n do not broadcast: shapes {kk.shape} and {nn.shape}"
+        ) from exc
     if np.any(kk > nn):
-        raise ValueError(f"k must satisfy 1 <= k <= n, got k={k!r}, n={n!r}")
+        raise ConfigError("k", f"k must satisfy 1 <= k <= n, got k={k!r}, n={n!r}")
     return kk, nn, kk.ndim == 0
 
 
@@ -90,7 +92,7 @@ def harmonic_difference(
     and 6.4.12 written as cancellation-free differences (log1p(k/a), k / (2 a (n+1)), ...).
     """
     if order not in (1, 2):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+        raise ConfigError("order", f"order must be 1 or 2, got {order!r}")
     kk, nn, scalar = _check_kn(k, n)
     return _out(harmonic_range(nn - kk + 1.0, nn, order), scalar)
 
@@ -113,21 +115,25 @@ def order_statistic_moments(
 def _moments(dist, k, n, method, want_var):
     check_step_dist(dist)
     if method not in ("auto", "closed", "quadrature"):
-        raise ValueError(f"method must be 'auto', 'closed' or 'quadrature', got {method!r}")
+        raise ConfigError(
+            "method", f"method must be 'auto', 'closed' or 'quadrature', got {method!r}"
+        )
     kk, nn, scalar = _check_kn(k, n)
     shape = kk.shape
     kf, nf = kk.ravel(), nn.ravel()
     if isinstance(dist, Empirical):
         if method == "quadrature":
-            raise ValueError(
-                "method: an Empirical trace has an exact finite-sum answer; use 'auto' or 'closed'"
+            raise ConfigError(
+                "method",
+                "method: an Empirical trace has an exact finite-sum answer; use 'auto' or 'closed'",
             )
         mean, var = empirical_moments(dist.values, kf, nf, want_var)
     elif method == "closed" or (method == "auto" and has_closed_form(dist)):
         if not has_closed_form(dist):
-            raise ValueError(
+            raise ConfigError(
+                "method",
                 f"method: no closed form for scipy.stats.{dist.dist.name}; closed forms exist for "
-                f"{', '.join(CLOSED_FORMS)} and Empirical traces"
+                f"{', '.join(CLOSED_FORMS)} and Empirical traces",
             )
         mean, var = closed_form_moments(dist, kf, nf, want_var)
     else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.checks import check_positive
+from toolkit.checks import ConfigError, check_positive
 
 __all__ = ["layerwise_step_time"]
 
@@ -31,13 +31,17 @@ def layerwise_step_time(backward, comm, forward: float = 0.0) -> float:
     b = np.asarray(backward, dtype=float)
     c = np.asarray(comm, dtype=float)
     if b.ndim != 1 or b.size == 0:
-        raise ValueError(f"backward: expected a non-empty 1-d sequence, got shape {b.shape}")
+        raise ConfigError(
+            "backward", f"backward: expected a non-empty 1-d sequence, got shape {b.shape}"
+        )
     if c.shape != b.shape:
-        raise ValueError(f"comm: expected {b.size} per-layer times like backward, got {c.shape}")
+        raise ConfigError(
+            "comm", f"comm: expected {b.size} per-layer times like backward, got {c.shape}"
+        )
     if (b < 0).any() or not np.isfinite(b).all():
-        raise ValueError("backward: per-layer times must be finite and >= 0")
+        raise ConfigError("backward", "backward: per-layer times must be finite and >= 0")
     if (c < 0).any() or not np.isfinite(c).all():
-        raise ValueError("comm: per-layer times must be finite and >= 0")
+        raise ConfigError("comm", "comm: per-layer times must be finite and >= 0")
     ready = check_positive("forward", forward, allow_zero=True) + np.cumsum(b)
     end = 0.0
     for r, ci in zip(ready, c, strict=True):

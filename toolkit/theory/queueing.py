@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_array, check_int, check_positive
+from toolkit.checks import ConfigError, check_array, check_int, check_positive
 
 __all__ = ["mva", "ps_bounds", "saturation_point"]
 
@@ -69,7 +69,7 @@ def _check_queue(think: float, service: float) -> tuple[float, float]:
     think = check_positive("think", think, allow_zero=True)
     service = check_positive("service", service, allow_zero=True)
     if think + service <= 0:
-        raise ValueError("think, service: think + service must be > 0")
+        raise ConfigError("service", "think, service: think + service must be > 0")
     return think, service
 
 

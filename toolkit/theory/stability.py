@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.checks import check_array, check_int, check_positive
+from toolkit.checks import ConfigError, check_array, check_int, check_positive
 from toolkit.theory.search import first_crossing
 
 if TYPE_CHECKING:  # sympy is imported lazily so that `import toolkit.theory` stays fast
@@ -113,7 +113,7 @@ def _eta_h(eta: object, h: float) -> np.ndarray:
 def _momentum(value: object) -> np.ndarray:
     arr = check_array("momentum", value, low=0)
     if np.any(arr >= 1):
-        raise ValueError(f"momentum must lie in [0, 1), got {value!r}")
+        raise ConfigError("momentum", f"momentum must lie in [0, 1), got {value!r}")
     return arr
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.cluster.barrier import delayed_updates
 from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel, exchange_cost
@@ -67,13 +67,15 @@ _CHUNK = 2_000_000  # random draws per Monte Carlo chunk (memory bound)
 def _rule(scheme: Scheme) -> Rule:
     rule = getattr(scheme, "rule", None)
     if not isinstance(rule, Rule):
-        raise ValueError(f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
+        raise ConfigError("scheme", f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
     return rule
 
 
 def _check_comm(comm: object) -> None:
     if comm is not None and not isinstance(comm, CommModel):
-        raise ValueError(f"comm: expected a toolkit.models.comm model or None, got {comm!r}")
+        raise ConfigError(
+            "comm", f"comm: expected a toolkit.models.comm model or None, got {comm!r}"
+        )
 
 
 def _memoryless(dist: object) -> bool:
