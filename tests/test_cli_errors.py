@@ -319,17 +319,7 @@ COMMANDS = [name for name, _ in _parsers(build_parser())] + [
 
 @pytest.mark.parametrize(
     "command",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(
-                strict=True, reason="toolkit/runs/cli.py: the first line of its docstring"
-            ),
-        )
-        if c == "toolkit train"
-        else c
-        for c in sorted(set(COMMANDS))
-    ],
+    sorted(set(COMMANDS)),
 )
 def test_every_help_has_a_complete_description(command):
     top = command.split()[1] if " " in command else None
