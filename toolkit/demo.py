@@ -95,6 +95,7 @@ def run_demo(
         )
         task = {"config": config, "path": out / scheme.name, "progress": progress and jobs == 1}
         task["predicted_step"] = step_time(scheme, compute, comm)
+        task["cost"] = budget / task["predicted_step"]  # updates (local steps) in the budget
         tasks.append(task)
     results = _run_all(tasks, jobs, progress)
 
@@ -156,10 +157,9 @@ def _worker_init() -> None:
 def _run_all(tasks: list[dict], jobs: int, progress: bool) -> list[tuple[dict, pd.DataFrame]]:
     """``_run_scheme`` of every task, in the tasks' order; ``jobs`` > 1 on a process pool.
 
-    The pool starts the schemes without a barrier first (Async, KAsync, KBatchAsync): they apply
-    one or a few gradients per update, so they make the most updates in the budget and take
-    longest to replay; the barrier schemes, one large batch per step, fill in after them, so the
-    workers finish close together."""
+    Replay's cost grows with the number of updates a scheme makes in the budget (each one batched
+    step) more than with its gradients, so the pool starts the schemes with the most predicted
+    updates first (``cost``) and the workers finish close together."""
     import sys
 
     import torch
@@ -178,7 +178,7 @@ def _run_all(tasks: list[dict], jobs: int, progress: bool) -> list[tuple[dict, p
 
     cuda = torch.cuda.is_initialized()  # a forked child cannot use CUDA
     ctx = get_context("fork" if sys.platform == "linux" and not cuda else "spawn")
-    order = sorted(range(len(tasks)), key=lambda i: tasks[i]["config"].scheme.rule.barrier)
+    order = sorted(range(len(tasks)), key=lambda i: -tasks[i]["cost"])
     results: list = [None] * len(tasks)
     bar = tqdm(total=len(tasks), desc="demo", unit="scheme", disable=not progress)
     with ProcessPoolExecutor(
