@@ -1,8 +1,8 @@
 """The Schedule: the timeline of a cluster run, one row per gradient (and per exchange).
 
-Produced by the clock (``toolkit.cluster.simulate``) and (planned) by the real backend, read by
-replay, theory checks and notebooks. It holds no tensors. ``Schedule.frame`` is a pandas
-DataFrame with these columns (``COLUMNS``):
+Produced by the clock (``toolkit.cluster.simulate``) and, from measured times, by the real
+backend (``toolkit.distributed``); read by replay, theory checks and notebooks. It holds no
+tensors. ``Schedule.frame`` is a pandas DataFrame with these columns (``COLUMNS``):
 
 ``kind``          ``"grad"``: a gradient; ``"exchange"``: a replica meets the centre (replica
                   schemes only).

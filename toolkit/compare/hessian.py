@@ -14,7 +14,8 @@ chunk means, and H v is linear in L). The extreme eigenvalue comes from
   ||H v - lambda v|| (an eigenvalue lies within it; see the function); converges to the
   eigenvalue of largest *magnitude* (which may be negative away from a minimum).
 
-The theory (toolkit.theory) is a quadratic model: eta_max = threshold / lambda_max.
+The theory (toolkit.theory) is a quadratic model: eta_max = threshold / lambda_max
+(docs/theory.md#divergence-theory-against-models).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ arXiv 1604.00981). More backups shorten the step (E[X_(n:m)] falls as n falls) b
 averages fewer gradients, so it makes less progress. Given a model ``progress(n)`` of the progress
 one update makes when it averages n gradients, the expected time to a fixed target is
 proportional to ``step_time(Backup(m - b, b)) / progress(m - b)`` (updates needed ∝ 1/progress,
-each taking one step time), and :func:`optimal_backups` minimises it over b.
+each taking one step time), and :func:`optimal_backups` minimises it over b
+(docs/theory.md#optimal-backups).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ first-order approximations of E[X_(n:n)]:
   E[max] ~ omega - (omega - F^{-1}(1 - 1/n)) Gamma(1 + 1/beta).
 
 :func:`extreme_value_table` puts the approximation beside the exact value from
-``toolkit.theory.order_stats`` so that its error is reported, not hidden.
+``toolkit.theory.order_stats`` so that its error is reported, not hidden
+(docs/theory.md#extreme-value-asymptotics).
 """
 
 from __future__ import annotations

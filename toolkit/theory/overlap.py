@@ -1,18 +1,13 @@
 """Layer-wise overlap of communication with the backward pass (the wait-free backpropagation of
 Poseidon, Zhang et al., USENIX ATC 2017; the gradient buckets of PyTorch DDP, Li et al., VLDB
-2020): the exchange of a layer's gradient starts as soon as the backward
-pass has produced it, while the backward pass goes on with the layers below.
+2020): a layer's exchange starts as soon as the backward pass has produced its gradient.
 
-Derived here: with the layers in the order the backward pass finishes them, backward times
-b_1..b_L, exchange times c_1..c_L over one link that sends one layer at a time, and forward time
-F, layer i's gradient is ready at R_i = F + b_1 + ... + b_i and its exchange ends at
-
-    E_i = max(R_i, E_{i-1}) + c_i,  E_0 = 0,
-
-a two-machine flow shop in a fixed order (Johnson 1954). The step ends at E_L. Without overlap
-the step is F + sum b + sum c. With equal layers (b_i = B / L, c_i = C / L),
-E_L = F + B / L + (L - 1) max(B, C) / L + C / L, so the gain tends to (F + B + C) /
-(F + max(B, C)) as L grows: at most 2 when F = 0 and B = C.
+Derived here, a two-machine flow shop in a fixed order (Johnson 1954): with forward time F and,
+in the order the backward pass finishes the layers, backward times b_i and exchange times c_i
+over one link, layer i's exchange ends at E_i = max(F + b_1 + ... + b_i, E_{i-1}) + c_i, E_0 = 0,
+and the step at E_L; with equal layers (b_i = B / L, c_i = C / L)
+E_L = F + B / L + (L - 1) max(B, C) / L + C / L. The derivation and the limit of the gain (at
+most 2): docs/theory.md#layer-wise-overlap.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Their exponential closed forms (Sec. 4.1, Lemma 4, Supp. 7.3.1) are the tests' o
 Error floors with a fixed learning rate (Sec. 4): Lemma 2 for K-sync and Theorem 3 for K-async,
 for F L-smooth and c-strongly convex (2c (F(w) - F*) <= ||grad F(w)||^2) and unbiased mini-batch
 gradients of size m with E||g - grad F||^2 <= sigma^2 / m + (M_G / m) ||grad F||^2 (eqs. (5)-(8)).
-:func:`tradeoff` tabulates runtime and error floor over K.
+:func:`tradeoff` tabulates runtime and error floor over K (docs/theory.md#error-runtime-trade-off).
 """
 
 from __future__ import annotations
