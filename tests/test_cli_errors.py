@@ -290,7 +290,7 @@ def test_distributed_refuses_negative_step_times_before_starting_a_process(tmp_p
 def test_max_staleness_without_drop_is_refused_by_train(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TRAIN, "--no-progress", "--max-staleness", "3", "--out", str(out)]) == 2
-    _one_line_error(capsys, "max_staleness: only staleness='drop' takes a bound")
+    _one_line_error(capsys, "--max-staleness: only staleness='drop' takes a bound")  # the flag
     assert not out.exists()
     argv = [*TRAIN, "--no-progress", "--staleness", "lr", "--max-staleness", "3"]
     assert main([*argv, "--out", str(out)]) == 2
