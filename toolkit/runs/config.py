@@ -41,11 +41,10 @@ import hashlib
 import inspect
 import json
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from toolkit.checks import (
     ConfigError,

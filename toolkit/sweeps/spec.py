@@ -45,10 +45,10 @@ import copy
 import itertools
 import math
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
 from scipy.stats import qmc
 
 from toolkit.checks import ConfigError, check_choice, check_int, check_real
