@@ -255,19 +255,18 @@ def _run_and_kill(config, out, rank, *, after=1.0, timeout=120, directory=False,
         except Exception as err:  # the test inspects it
             box["error"] = err
 
-    folder = out / "ranks" if directory else out
-    out = folder
+    ranks = out / "ranks" if directory else out  # where the ranks write
 
     thread = threading.Thread(target=go)
     thread.start()
     path = path_of(config.scheme, config.engine.collective)
     world = config.scheme.rule.machines + (path in ("server", "replica_server"))
     deadline = time.monotonic() + 90
-    while len(list(out.glob("rank*.ready"))) < world:
+    while len(list(ranks.glob("rank*.ready"))) < world:
         assert time.monotonic() < deadline and thread.is_alive(), box
         time.sleep(0.05)
     time.sleep(after)
-    pid = _rank_pid(out, rank)
+    pid = _rank_pid(ranks, rank)
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=120)
     assert not thread.is_alive(), "the run did not end within 120 s of the kill"
@@ -408,7 +407,7 @@ def test_a_sweep_runs_its_points_on_the_backend_and_the_engine_is_in_the_id(tmp_
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "start" for e in log) == 4  # each point ran once, on its engine
     with pytest.raises(ValueError, match=r"engine\.name"):
-        SweepSpec.from_toml('[base]\nworkload = "logreg"\n[base.engine]\nname = "torchrun"\n')
+        SweepSpec.from_toml(text + '[base.engine]\nname = "torchrun"\n')
     with pytest.raises(ValueError, match=r"^engine: .*\[base\.engine\]"):
         SweepSpec.from_toml('[base]\nworkload = "logreg"\n[engine]\nname = "distributed"\n')
 

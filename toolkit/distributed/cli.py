@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "distributed",
         help="run a scheme as real processes (torch.distributed, gloo) on this machine",
-        description=__doc__.splitlines()[0],
+        description="Run one scheme as real processes on this machine (torch.distributed, gloo), "
+        "with step times injected from --dist, in a new run directory (config.toml, the measured "
+        "schedule.parquet, results.parquet, params.pt), and print the measured step time beside "
+        "the theory's prediction. toolkit run CONFIG --backend distributed runs a config file the "
+        "same way.",
     )
     p.add_argument("--workload", required=True, help="workload name (toolkit.workloads)")
     p.add_argument("--lr", type=float, default=None, help="learning rate; default the workload's")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.cluster import Schedule
 from toolkit.cluster.schedule import make_frame, sort_shared
 from toolkit.distributed.launch import launch
@@ -71,7 +71,7 @@ def run_distributed(
     a second while the ranks run (a progress bar reads their logs). Returns the measured
     Schedule and the final parameters (the centre for replica schemes)."""
     if not isinstance(config, RunConfig):
-        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
+        raise ConfigError("config", f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
     check_positive("timeout", timeout)
     path = path_of(scheme, config.engine.collective is not False)
@@ -163,7 +163,9 @@ def collect(folder: str | Path, died: list[int] | None = None) -> tuple[Schedule
     scheme, path = config.scheme, job["path"]
     rows, times = read_logs(folder, world_size(scheme, path))
     if not (folder / "params.pt").exists():
-        raise ValueError(f"folder: {str(folder)!r} holds no params.pt: rank 0 did not finish")
+        raise ConfigError(
+            "folder", f"folder: {str(folder)!r} holds no params.pt: rank 0 did not finish"
+        )
     params = torch.load(folder / "params.pt", weights_only=True)
     meta = {
         "scheme": scheme.to_dict(),

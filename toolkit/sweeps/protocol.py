@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_choice, check_int, check_interval, check_real
+from toolkit.checks import ConfigError, check_choice, check_int, check_interval, check_real
 from toolkit.runs.config import RunConfig
 
 if TYPE_CHECKING:
@@ -86,7 +86,6 @@ __all__ = [
     "Outcome",
     "Plan",
     "Protocol",
-    "ProtocolError",
     "Search",
     "Setting",
     "annotate",
@@ -120,15 +119,6 @@ _KEYS = (
 _NOT_TUNABLE = ("lr", "seed", "scheme", "workload", "workload_args")
 
 
-class ProtocolError(ValueError):
-    """An error in the spec's ``[protocol]`` table; ``section`` is the table it is in (for the
-    line the spec's error names)."""
-
-    def __init__(self, message: str, section: str = "protocol") -> None:
-        super().__init__(message)
-        self.section = section
-
-
 # ------------------------------------------------------------------ the [protocol] table
 @dataclass(frozen=True)
 class Protocol:
@@ -149,11 +139,12 @@ class Protocol:
     def __post_init__(self) -> None:
         names = _strings("protocol.names", self.names)
         if not names:
-            raise ProtocolError("protocol.names: name at least one protocol")
+            raise ConfigError("protocol.names", "protocol.names: name at least one protocol")
         for name in names:
             if name not in NAMES:
-                raise ProtocolError(
-                    f"protocol.names: unknown protocol {name!r}; valid: {', '.join(NAMES)}"
+                raise ConfigError(
+                    "protocol.names",
+                    f"protocol.names: unknown protocol {name!r}; valid: {', '.join(NAMES)}",
                 )
         tuning = _seeds("protocol.tuning_seeds", self.tuning_seeds)
         if self.evaluation_seeds is None:
@@ -163,43 +154,52 @@ class Protocol:
             evaluation = _seeds("protocol.evaluation_seeds", self.evaluation_seeds)
         both = sorted(set(tuning) & set(evaluation))
         if both:
-            raise ProtocolError(
+            raise ConfigError(
+                "protocol.evaluation_seeds",
                 f"protocol.evaluation_seeds: {', '.join(map(str, both))} also in "
-                "protocol.tuning_seeds; tuning and evaluation seeds must be disjoint"
+                "protocol.tuning_seeds; tuning and evaluation seeds must be disjoint",
             )
         factor = check_real("protocol.factor", self.factor)
         if not (math.isfinite(factor) and factor > 1):
-            raise ProtocolError(f"protocol.factor must be a number > 1, got {self.factor!r}")
+            raise ConfigError(
+                "protocol.factor", f"protocol.factor must be a number > 1, got {self.factor!r}"
+            )
         check_int("protocol.max_extensions", self.max_extensions, 1)
         check_choice("protocol.score", self.score, SCORES)
         tune = _strings("protocol.tune", self.tune)
         for axis in tune:
             if axis in _NOT_TUNABLE or "." in axis:
-                raise ProtocolError(
+                raise ConfigError(
+                    "protocol.tune",
                     f"protocol.tune: {axis!r} cannot be tuned; tune config fields other than "
-                    f"{', '.join(_NOT_TUNABLE)} (lr is always searched)"
+                    f"{', '.join(_NOT_TUNABLE)} (lr is always searched)",
                 )
         check_interval("protocol.target_fraction", self.target_fraction, 0, 1, "(]")
         check_interval("protocol.alpha", self.alpha, 0, 1, "()")
         if not isinstance(self.targets, dict):
-            raise ProtocolError("protocol.targets: expected tables [protocol.targets.WORKLOAD]")
+            raise ConfigError(
+                "protocol.targets", "protocol.targets: expected tables [protocol.targets.WORKLOAD]"
+            )
         for workload, table in self.targets.items():
             section = f"protocol.targets.{workload}"
             if not isinstance(table, dict) or not table:
-                raise ProtocolError(
+                raise ConfigError(
+                    section,
                     f"{section}: expected a table of metric = value (test_accuracy or test_loss)",
-                    "protocol.targets",
                 )
             if len(table) > 1:
-                raise ProtocolError(f"{section}: give one metric's target, not {len(table)}")
+                raise ConfigError(section, f"{section}: give one metric's target, not {len(table)}")
             for metric, value in table.items():
                 if metric not in METRICS:
-                    raise ProtocolError(
-                        f"{section}.{metric}: unknown metric; valid: {', '.join(METRICS)}", section
+                    raise ConfigError(
+                        f"{section}.{metric}",
+                        f"{section}.{metric}: unknown metric; valid: {', '.join(METRICS)}",
                     )
                 v = check_real(f"{section}.{metric}", value)
                 if not math.isfinite(v):
-                    raise ProtocolError(f"{section}.{metric} must be finite, got {v}", section)
+                    raise ConfigError(
+                        f"{section}.{metric}", f"{section}.{metric} must be finite, got {v}"
+                    )
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "tuning_seeds", tuning)
         object.__setattr__(self, "evaluation_seeds", evaluation)
@@ -210,22 +210,18 @@ class Protocol:
     def from_dict(cls, table: object) -> Protocol:
         """The protocol of a ``[protocol]`` table; an unknown key is an error naming it."""
         if not isinstance(table, dict):
-            raise ProtocolError("protocol: expected a [protocol] table")
+            raise ConfigError("protocol", "protocol: expected a [protocol] table")
         unknown = sorted(set(table) - set(_KEYS))
         if unknown:
-            raise ProtocolError(
-                f"protocol.{unknown[0]}: unknown key in [protocol]; valid: {', '.join(_KEYS)}"
+            raise ConfigError(
+                f"protocol.{unknown[0]}",
+                f"protocol.{unknown[0]}: unknown key in [protocol]; valid: {', '.join(_KEYS)}",
             )
         data = dict(table)
         for key in ("names", "tuning_seeds", "evaluation_seeds", "tune"):
             if key in data and isinstance(data[key], list):
                 data[key] = tuple(data[key])
-        try:
-            return cls(**data)
-        except ProtocolError:
-            raise
-        except ValueError as err:  # a check of toolkit.checks: the key is in [protocol]
-            raise ProtocolError(str(err)) from None
+        return cls(**data)
 
     def check(self, spec: SweepSpec) -> None:
         """What the protocol needs of the rest of the spec: an lr grid to start from, no seed
@@ -233,67 +229,70 @@ class Protocol:
         workloads of the spec and metrics they have, an asynchronous reference for ``scaled``."""
         grid = spec.grid
         if "lr" not in grid:
-            raise ProtocolError(
-                "grid.lr: a [protocol] spec searches lr from a grid; give grid.lr", "grid"
+            raise ConfigError(
+                "grid.lr", "grid.lr: a [protocol] spec searches lr from a grid; give grid.lr"
             )
         if "seed" in grid:
-            raise ProtocolError(
+            raise ConfigError(
+                "grid.seed",
                 "grid.seed: a [protocol] spec takes its seeds from protocol.tuning_seeds and "
                 "protocol.evaluation_seeds",
-                "grid",
             )
         if any(a.field in ("lr", "seed") for a in spec.axes):
-            raise ProtocolError(
-                "random.axes: lr and seed are the protocol's, not random axes", "random"
+            raise ConfigError(
+                "random.axes", "random.axes: lr and seed are the protocol's, not random axes"
             )
         for axis in self.tune:
             if axis not in grid and axis not in {a.field for a in spec.axes}:
-                raise ProtocolError(f"protocol.tune: {axis!r} is not an axis of [grid] or [random]")
+                raise ConfigError(
+                    "protocol.tune", f"protocol.tune: {axis!r} is not an axis of [grid] or [random]"
+                )
         cells = cells_of(spec)
         workloads = {c.workload: c for c in cells}
         for workload, table in self.targets.items():
             section = f"protocol.targets.{workload}"
             if workload not in workloads:
                 valid = ", ".join(sorted(workloads))
-                raise ProtocolError(
+                raise ConfigError(
+                    section,
                     f"{section}: no workload {workload!r} in the spec; its workloads: {valid}",
-                    "protocol.targets",
                 )
             (metric,) = table
             have = _metrics(workloads[workload])
             if metric not in have:
-                raise ProtocolError(
+                raise ConfigError(
+                    f"{section}.{metric}",
                     f"{section}.{metric}: workload {workload!r} has no metric {metric}; its "
                     f"metrics: {', '.join(have)}",
-                    section,
                 )
         if any(n.startswith("scaled") for n in self.names):
             for members in _by(cells, lambda c: _comparison_key(c, self.tune)).values():
                 refs = {str(c.scheme) for c in members if asynchronous_reference(c.scheme)}
                 if len(refs) != 1:
                     found = f"found {len(refs)}: {', '.join(sorted(refs))}" if refs else "none"
-                    raise ProtocolError(
+                    raise ConfigError(
+                        "protocol.names",
                         "protocol.names: 'scaled' scales the tuned rate of one asynchronous "
                         "reference (a scheme whose rule has no barrier, quorum 1, no replicas: "
-                        f"Async) per comparison; {found} in {_describe(members[0])}"
+                        f"Async) per comparison; {found} in {_describe(members[0])}",
                     )
 
 
 def _strings(name: str, value: object) -> tuple[str, ...]:
     values = (value,) if isinstance(value, str) else value
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
-        raise ProtocolError(f"{name}: expected a list of names, got {value!r}")
+        raise ConfigError(name, f"{name}: expected a list of names, got {value!r}")
     if len(set(values)) != len(values):
-        raise ProtocolError(f"{name}: a name is listed twice in {list(values)!r}")
+        raise ConfigError(name, f"{name}: a name is listed twice in {list(values)!r}")
     return tuple(values)
 
 
 def _seeds(name: str, value: object) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not value:
-        raise ProtocolError(f"{name}: expected a non-empty list of seeds, got {value!r}")
+        raise ConfigError(name, f"{name}: expected a non-empty list of seeds, got {value!r}")
     seeds = tuple(check_int(name, s, 0) for s in value)
     if len(set(seeds)) != len(seeds):
-        raise ProtocolError(f"{name}: a seed is listed twice in {list(seeds)!r}")
+        raise ConfigError(name, f"{name}: a seed is listed twice in {list(seeds)!r}")
     return seeds
 
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from toolkit.checks import ConfigError
+
 __all__ = ["MIN_BOOTSTRAP", "MIN_INTERVAL", "holm", "interval", "kaplan_meier", "welch"]
 
 MIN_INTERVAL = 5  # fewer values: the range, no interval
@@ -44,9 +46,9 @@ def interval(
     :data:`MIN_BOOTSTRAP` values. Below :data:`MIN_INTERVAL` finite values: ``(nan, nan,
     "range")``, whatever the method."""
     if method not in ("t", "bootstrap"):
-        raise ValueError(f"method must be one of t, bootstrap; got {method!r}")
+        raise ConfigError("method", f"method must be one of t, bootstrap; got {method!r}")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+        raise ConfigError("confidence", f"confidence must lie in (0, 1), got {confidence!r}")
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     n = len(v)
@@ -55,8 +57,8 @@ def interval(
     level = f"{100 * confidence:g}%"
     if method == "bootstrap":
         if n < MIN_BOOTSTRAP:
-            raise ValueError(
-                f"method: the bootstrap needs >= {MIN_BOOTSTRAP} values, got {n}; use 't'"
+            raise ConfigError(
+                "method", f"method: the bootstrap needs >= {MIN_BOOTSTRAP} values, got {n}; use 't'"
             )
         if np.all(v == v[0]):
             return float(v[0]), float(v[0]), f"bootstrap {level}"
@@ -120,9 +122,11 @@ def kaplan_meier(times: Sequence[float], reached: Sequence[bool]) -> dict:
     t = np.asarray(times, dtype=float)
     hit = np.asarray(reached, dtype=bool)
     if t.shape != hit.shape:
-        raise ValueError("times, reached: lengths differ")
+        raise ConfigError("times", "times, reached: lengths differ")
     if np.any(~np.isfinite(t)):
-        raise ValueError("times: every run needs a finite time (its end time when censored)")
+        raise ConfigError(
+            "times", "times: every run needs a finite time (its end time when censored)"
+        )
     n, k = len(t), int(hit.sum())
     out = {
         "n": n,
