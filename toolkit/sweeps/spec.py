@@ -3,6 +3,8 @@
 ::
 
     name = "lr-by-seed"
+    skip_invalid = ["momentum"]  # optional: points refused for these fields are left out (e.g.
+                                 # momentum x replica schemes) instead of being errors
 
     [base]                       # a RunConfig table (toolkit.runs.config)
     updates = 300
@@ -63,7 +65,7 @@ from toolkit.sweeps.protocol import Protocol
 __all__ = ["Axis", "SweepSpec"]
 
 SEQUENCES = ("sobol", "halton")
-_TOP = ("name", "base", "grid", "random", "protocol")
+_TOP = ("name", "base", "grid", "random", "protocol", "skip_invalid")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class SweepSpec:
     seed: int = 0
     name: str = "sweep"
     protocol: Protocol | None = None
+    skip_invalid: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.base, RunConfig):
@@ -129,6 +132,12 @@ class SweepSpec:
         if self.axes and not self.count:
             raise ConfigError("random.count", "random.count: quasi-random axes need count >= 1")
         check_int("random.seed", self.seed, 0)
+        skip = self.skip_invalid
+        if not isinstance(skip, (list, tuple)) or not all(isinstance(f, str) for f in skip):
+            raise ConfigError(
+                "skip_invalid", f"skip_invalid: expected a list of config fields, got {skip!r}"
+            )
+        object.__setattr__(self, "skip_invalid", tuple(skip))
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -203,6 +212,7 @@ class SweepSpec:
             axes=tuple(axes),
             name=str(data.get("name", "sweep")),
             protocol=Protocol.from_dict(data["protocol"]) if "protocol" in data else None,
+            skip_invalid=data.get("skip_invalid", ()),
             **random,
         )
 
@@ -223,9 +233,12 @@ class SweepSpec:
         ]
 
     def points(self) -> list[RunConfig]:
-        """Every point of the sweep as a RunConfig: the grid's product times the random points."""
+        """Every point of the sweep as a RunConfig: the grid's product times the random points,
+        less the points whose config is refused for a field named in ``skip_invalid`` (e.g.
+        ``momentum`` crossed with replica schemes, which take no momentum on shared
+        parameters); any other invalid point is an error."""
         paths = sorted(self.grid, key=lambda p: p.count("."))
-        out = []
+        out, skipped = [], 0
         for values in itertools.product(*(self.grid[p] for p in paths)):
             for extra in self.random_points():
                 table = copy.deepcopy(self.base)
@@ -235,12 +248,17 @@ class SweepSpec:
                 try:
                     out.append(RunConfig.from_dict(table))
                 except ConfigError as err:
+                    if err.field in self.skip_invalid:
+                        skipped += 1
+                        continue
                     point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
                     raise _PointError(
                         err.field,
                         f"{err}" + (f" (at the point {point})" if point else ""),
                         _where(err.field, paths, extra),
                     ) from None
+        if skipped and not out:
+            raise ConfigError("skip_invalid", "skip_invalid: every point of the grid was skipped")
         return out
 
 
