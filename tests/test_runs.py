@@ -8,6 +8,7 @@ Every child process is bounded by a timeout and killed in a ``finally``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -218,6 +219,23 @@ def test_plateau_stops_when_the_metric_stops_improving():
     assert Plateau(2, 0.0).reached([0.5, 0.6, 0.6, 0.6], True)
     assert not Plateau(2, 0.0).reached([0.5, 0.6, 0.7, 0.6], True)
     assert Plateau(1, 0.1).reached([1.0, 0.95], False)  # a loss: lower is better
+
+
+def test_evaluations_spread_over_the_budget_at_the_same_times_for_every_scheme():
+    """``evaluations = k`` evaluates every ceil(rows / k) rows: with a time budget, at about the
+    same simulated times whatever the scheme's rows per second (k evaluations, the last row
+    included); with eval_every it is an error naming both."""
+    base = CONFIG.replace(eval_every=None, updates=None, time_budget=600.0, evaluations=12)
+    for scheme in (Sync(4), Async(4)):
+        res = run(base.replace(scheme=scheme, staleness="none"))
+        rows = len(res.frame)
+        every = math.ceil(rows / 12)
+        times = res.evaluations["time"].to_numpy()
+        assert len(times) == math.ceil(rows / every) and times[-1] == res.frame["time"].iloc[-1]
+        k = np.arange(1, len(times))  # evaluation k at row k * every: time about 600 k / 12
+        np.testing.assert_allclose(times[:-1], 600.0 * k * every / rows, rtol=0.05, atol=10.0)
+    with pytest.raises(ValueError, match=r"^evaluations, eval_every"):
+        CONFIG.replace(evaluations=5)
 
 
 def test_run_refuses_an_out_that_is_not_a_path():

@@ -26,7 +26,6 @@ complete one, its rows appended to the measured past (times go on from the check
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from toolkit.replay.results import Results
 from toolkit.replay.train import provenance
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import RunDirectory
-from toolkit.runs.engine import Prepared, RunOutcome, prepare
+from toolkit.runs.engine import Prepared, RunOutcome, eval_every, prepare
 
 __all__ = ["TRACE_FILE", "DistributedEngine", "measured_results", "trace"]
 
@@ -97,7 +96,7 @@ class DistributedEngine:
         rows = updates // scheme.rule.period if scheme.rule.period else updates
         if scheme.rule.period and not scheme.rule.barrier:
             rows *= scheme.rule.machines  # asynchronous EASGD: one row per exchange
-        every = config.eval_every or max(1, math.ceil(rows / 20))
+        every = eval_every(config, rows)
         start = time.perf_counter()
         path = path_of(scheme, engine.collective)
         world = world_size(scheme, path)

@@ -85,6 +85,7 @@ class RunConfig:
     target: float | None = None
     plateau: Plateau | None = None
     eval_every: int | None = None
+    evaluations: int | None = None
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
@@ -140,6 +141,12 @@ class RunConfig:
         object.__setattr__(self, "engine", EngineSpec.from_dict(self.engine))
         if self.eval_every is not None:
             check_int("eval_every", self.eval_every)
+        if self.evaluations is not None:
+            check_int("evaluations", self.evaluations)
+            if self.eval_every is not None:
+                raise ConfigError(
+                    "evaluations", "evaluations, eval_every: give one evaluation cadence, not both"
+                )
         check_int("seed", self.seed, 0)
         for name in ("lr", "momentum", "time_budget", "target"):  # 1 and 1.0: one config, one id
             if getattr(self, name) is not None:

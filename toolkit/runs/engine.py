@@ -19,6 +19,7 @@ A sweep's *executor* (local process pool, Ray, Slurm) is another thing: where ru
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -37,6 +38,7 @@ __all__ = [
     "EngineSpec",
     "Prepared",
     "RunOutcome",
+    "eval_every",
     "get_engine",
     "manifest",
     "prepare",
@@ -175,6 +177,19 @@ def prepare(config: RunConfig) -> Prepared:
     if updates is None and config.time_budget is None:
         updates = workload.steps
     return Prepared(workload, float(lr), int(batch), updates)
+
+
+EVALUATIONS = 20  # evaluations spread over a run's rows when the config sets no cadence
+
+
+def eval_every(config: RunConfig, rows: int) -> int:
+    """Rows between two evaluations of the test split: ``config.eval_every``, else the rows
+    divided into ``config.evaluations`` (default :data:`EVALUATIONS`) equal parts, so that
+    evaluations fall at the same fractions of every scheme's budget (for a time budget: at the
+    same simulated times, whatever the scheme's rows per second)."""
+    if config.eval_every is not None:
+        return config.eval_every
+    return max(1, math.ceil(rows / (config.evaluations or EVALUATIONS)))
 
 
 def manifest(config: RunConfig, prepared: Prepared) -> dict:

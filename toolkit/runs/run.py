@@ -29,7 +29,7 @@ from toolkit.models.stragglers import parse_compute
 from toolkit.replay import Continuation, Results, Runtime, train
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import RunDirectory
-from toolkit.runs.engine import RunOutcome, get_engine, manifest, prepare
+from toolkit.runs.engine import RunOutcome, eval_every, get_engine, manifest, prepare
 from toolkit.runs.stopping import stopping_rule
 
 __all__ = ["Interrupted", "ReplayEngine", "run", "schedule_for"]
@@ -162,7 +162,7 @@ class ReplayEngine:
             nesterov=config.nesterov,
             staleness=config.staleness,
             max_staleness=config.max_staleness,
-            eval_every=config.eval_every,
+            eval_every=eval_every(config, schedule.rows),
             seed=config.seed,
             stop=stopping_rule(prep.workload.metric, config.target, config.plateau),
             runtime=Runtime(device=config.device, progress=progress),
@@ -170,7 +170,7 @@ class ReplayEngine:
         if directory is None:
             return RunOutcome(schedule, train(schedule, prep.workload, prep.lr, **kwargs))
         first = 0 if state is None else int(state["rec"]["rows"].shape[0])
-        every = config.eval_every or max(1, math.ceil(schedule.rows / 20))  # replay's cadence
+        every = eval_every(config, schedule.rows)
         checkpoints = _Checkpoints(directory, every, first)
         main = threading.current_thread() is threading.main_thread()
         handled = (signal.SIGINT, signal.SIGTERM)
