@@ -17,14 +17,19 @@ __all__ = ["plot_backup_step_times", "plot_backup_tradeoff", "plot_server_throug
 
 
 def plot_backup_step_times(
-    tables: Mapping[str, pd.DataFrame], machines: int, ax: Axes | None = None
+    tables: Mapping[str, pd.DataFrame],
+    machines: int,
+    ax: Axes | None = None,
+    *,
+    unit: str = "units of the step-time model",
 ) -> Figure:
     """Expected step time of Backup(m - b, b) against b, one line per table of
-    :func:`toolkit.theory.optimal_backups` (e.g. with and without communication)."""
+    :func:`toolkit.theory.optimal_backups` (e.g. with and without communication); ``unit`` is
+    that of the step-time model (e.g. ``"s"``)."""
     fig, (ax,) = axes(ax)
     for label, table in tables.items():
         ax.plot(table["b"], table["step_time"], label=label)
-    ax.set(xlabel="backup workers b", ylabel="expected step time")
+    ax.set(xlabel="backup workers b", ylabel=f"expected step time ({unit})")
     ax.set_title(f"Backup(m - b, b), m = {machines}")
     ax.legend()
     return fig
