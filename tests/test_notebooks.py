@@ -301,6 +301,21 @@ def test_06_communication(build):
     assert ((tput["simulated"] / tput["theory"] - 1).abs() < 0.02).all()
     sync = table(build, name, "sync_comm")
     assert ((sync["clock"] / sync["theory"] - 1).abs() < 0.05).all(), sync
+    # the clock's speed-ups carry their standard errors (the figure's error bars)
+    clock_se = delayed.loc[delayed["delay"] > 0, "speedup_clock_se"]
+    assert (np.isfinite(clock_se) & (clock_se > 0)).all()
+    assert "1.7x measured for asynchronous layer-wise SGD" in text and "rkFd2P5gl" in text
+    # Async through Sync's server link saturates at the link's ceiling bandwidth / (2 nbytes),
+    # which Sync through that server approaches from below and a ring passes
+    same = table(build, name, "async_same_link").set_index("n")
+    ceiling = 1.25e9 / (2 * 4e7)
+    assert ((same["clock"] / same["theory"] - 1).abs() < 0.02).all(), same
+    assert (same["theory"] <= ceiling * (1 + 1e-9)).all()
+    assert same.loc[64, "theory"] == pytest.approx(ceiling, rel=1e-3)
+    ps = sync[sync["comm"] == "parameter server"].set_index("n")["samples_per_s"]
+    ring = sync[sync["comm"] == "ring all-reduce"].set_index("n")["samples_per_s"]
+    assert (ps < ceiling).all() and ps.is_monotonic_increasing and ring.loc[64] > ceiling
+    assert f"Async(n) reaches {same.loc[64, 'theory']:.1f} gradients per second at n = 64" in text
 
 
 def test_07_simulator_vs_reality(build):
