@@ -691,3 +691,31 @@ def test_curves_average_seeds_on_a_common_time_grid():
     assert (x[0], x[-1], len(x)) == (0.0, 20.0, 64)
     both = np.interp(x, [0, 10, 20], [0, 1, 2]) + np.interp(x, [0, 5, 15, 20], [0, 1, 3, 4])
     np.testing.assert_allclose(y, both / 2)
+
+
+def test_sensitivity_draws_diverged_settings_as_points_not_joined():
+    """A setting where a seed diverged breaks the mean line; it is a marked point instead (a
+    cross when every seed diverged, an open circle when some did)."""
+    from toolkit.plots import plot_sensitivity
+
+    t = pd.DataFrame(
+        {
+            "label": "A",
+            "lr": [0.01, 0.1, 1.0, 10.0],
+            "mean": [0.5, 0.6, 0.3, 0.0],
+            "best": [0.55, 0.65, 0.6, 0.0],
+            "worst": [0.45, 0.55, 0.0, 0.0],
+            "diverged_fraction": [0.0, 0.0, 0.5, 1.0],
+        }
+    )
+    ax = plot_sensitivity(t).axes[0]
+    line = ax.lines[0].get_ydata()
+    np.testing.assert_array_equal(np.isnan(line), [False, False, True, True])
+    marks = {
+        tuple(ln.get_xdata()): (ln.get_marker(), ln.get_markerfacecolor()) for ln in ax.lines[1:]
+    }
+    assert marks[(10.0,)][0] == "x"
+    assert marks[(1.0,)] == ("o", "none")
+    # without the column every setting is joined, as before
+    joined = plot_sensitivity(t.drop(columns="diverged_fraction")).axes[0].lines[0].get_ydata()
+    assert not np.isnan(joined).any()
