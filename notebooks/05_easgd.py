@@ -151,7 +151,7 @@ for fam, g in runs.dropna(subset=["tau"]).groupby("family"):
         ax.plot(g.index[diverged.to_numpy()], g[diverged], "x", ms=8, mew=2, color=line.get_color())
 if runs.dropna(subset=["tau"])["status"].ne("ok").any():
     ax.plot([], [], "x", c="gray", ms=8, mew=2, label="a seed diverged (scored 0)")
-for name, style in [("Sync(8)", dict(ls="--", c="k")), ("Async(8)", dict(ls="-.", c="tab:red"))]:
+for name, style in [("Sync(8)", dict(ls="--", c="k")), ("Async(8)", dict(ls="-.", c="tab:purple"))]:
     ax.axhline(
         runs.loc[runs["scheme"] == name, "final_accuracy"].mean(), lw=1.5, label=name, **style
     )
