@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -143,14 +143,17 @@ by_tau = runs.groupby(["family", "tau"], dropna=False)[
 out.table("by_tau", by_tau.reset_index())
 fig, (ax,) = axes(None, width=6.5)
 for fam, g in runs.dropna(subset=["tau"]).groupby("family"):
+    diverged = g.groupby("tau")["status"].apply(lambda st: bool((st != "ok").any()))
     g = g.groupby("tau")["final_accuracy"].mean()
-    ax.plot(g.index, g.to_numpy(), "o-", label=fam)
-for name in ["Sync(8)", "Async(8)"]:
+    # a setting with a diverged seed is a marked point, not joined to its neighbours
+    (line,) = ax.plot(g.index, g.where(~diverged).to_numpy(), "o-", label=fam)
+    if diverged.any():
+        ax.plot(g.index[diverged.to_numpy()], g[diverged], "x", ms=8, mew=2, color=line.get_color())
+if runs.dropna(subset=["tau"])["status"].ne("ok").any():
+    ax.plot([], [], "x", c="gray", ms=8, mew=2, label="a seed diverged (scored 0)")
+for name, style in [("Sync(8)", dict(ls="--", c="k")), ("Async(8)", dict(ls="-.", c="tab:purple"))]:
     ax.axhline(
-        runs.loc[runs["scheme"] == name, "final_accuracy"].mean(),
-        ls=":",
-        label=name,
-        c="gray" if name == "Sync(8)" else "k",
+        runs.loc[runs["scheme"] == name, "final_accuracy"].mean(), lw=1.5, label=name, **style
     )
 ax.set(xscale="log", xlabel="communication period tau", ylabel=f"test accuracy after {budget:g} s")
 ax.legend(fontsize=7)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -89,7 +89,11 @@ for ax, (law, g) in zip(axs, rt.groupby("law", sort=False), strict=True):
         ax.plot(
             v["K"], v["clock"], "o", ms=4, color=ax.lines[-1].get_color(), label=f"{variant}, clock"
         )
-    ax.set(xlabel="K", ylabel="runtime per iteration", title=f"P = {P}, {law}")
+    ax.set(
+        xlabel="K",
+        ylabel="runtime per iteration (s)",
+        title=f"P = {P}, {law}, mean step time {laws[law].mean():g} s",
+    )
     ax.legend(fontsize=6)
 out.figure("runtime", fig)
 rt.pivot_table(index="K", columns=["law", "variant"], values="clock").round(3)

@@ -8,6 +8,7 @@ numbers.json and the figures the notebooks wrote in this build.
 
 ``--full`` runs (or resumes) the paper sweep in runs/paper, exports its tables to data/paper and
 executes the notebooks on the ``full`` profile. Executed notebooks are kept in OUT/executed/.
+The notebooks that gather other notebooks' outputs (:data:`GATHER`) run after all the others.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SPEC = ROOT / "sweeps" / "paper.toml"
 SWEEP_DIR = ROOT / "runs" / "paper"
 DATA = ROOT / "data" / "paper"
 TIMEOUT = 900  # seconds per cell
+GATHER = ("09_",)  # notebooks that read the other notebooks' outputs: run last
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -104,10 +106,12 @@ def gather_numbers(out: Path) -> Path:
 
 
 def compile_pdf(out: Path) -> Path:
-    """Copy paper.typ next to the build's outputs and compile it there (Typst's root is OUT)."""
+    """Copy paper.typ and its bibliography (references.yml) next to the build's outputs and
+    compile it there (Typst's root is OUT)."""
     import typst
 
     shutil.copy(ROOT / "paper" / "paper.typ", out / "paper.typ")
+    shutil.copy(ROOT / "paper" / "references.yml", out / "references.yml")
     pdf = out / "paper.pdf"
     typst.compile(str(out / "paper.typ"), output=str(pdf), root=str(out))
     return pdf
@@ -145,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, threads)
     paths = notebooks(args.only.split(",") if args.only else None)
-    seconds = run_notebooks(paths, out, args.jobs)
+    first = [p for p in paths if not p.stem.startswith(GATHER)]
+    last = [p for p in paths if p.stem.startswith(GATHER)]
+    seconds = run_notebooks(first, out, args.jobs) if first else {}
+    if last:
+        seconds |= run_notebooks(last, out, args.jobs)
     for name, secs in sorted(seconds.items()):
         print(f"  {name}: {secs:.1f} s")
     gather_numbers(out)

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from toolkit.checks import ConfigError
-from toolkit.notebook import Output, paper_sweep, profile, repo_root
+from toolkit.notebook import Output, paper_sweep, profile, read_numbers, read_table, repo_root
 
 
 def test_output_writes_tables_figures_numbers_and_conclusion(tmp_path, monkeypatch):
@@ -27,6 +27,19 @@ def test_output_writes_tables_figures_numbers_and_conclusion(tmp_path, monkeypat
     assert out["x"] == 0.5
     out.conclusion("**Answer.** x is 0.5.")
     assert (tmp_path / "99_example" / "conclusion.md").read_text() == "**Answer.** x is 0.5.\n"
+
+
+def test_another_notebooks_outputs_are_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTEBOOK_OUT", str(tmp_path))
+    out = Output("01_first")
+    out.table("t", pd.DataFrame({"a": [1.5, 2.5]}))
+    out.number(best=3)
+    assert read_table("01_first", "t")["a"].tolist() == [1.5, 2.5]
+    assert read_numbers("01_first") == {"best": 3}
+    with pytest.raises(ValueError, match=r"02_second: .* run notebook 02_second first"):
+        read_table("02_second", "t")
+    with pytest.raises(ValueError, match=r"01_first: .*u\.csv is missing"):
+        read_table("01_first", "u")
 
 
 def test_profile_is_checked(monkeypatch):

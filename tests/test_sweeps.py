@@ -805,3 +805,31 @@ def test_a_run_whose_process_died_is_recorded_without_an_exception(tmp_path):
     (row,) = load(tmp_path)[1].to_dict("records")
     assert (row["state"], row["error"]) == ("failed", "its process ended with exit code -9")
     assert pd.isna(row["error_type"]) and pd.isna(row["error_field"])
+
+
+def test_sensitivity_draws_diverged_settings_as_points_not_joined():
+    """A setting where a seed diverged breaks the mean line; it is a marked point instead (a
+    cross when every seed diverged, an open circle when some did)."""
+    from toolkit.plots import plot_sensitivity
+
+    t = pd.DataFrame(
+        {
+            "label": "A",
+            "lr": [0.01, 0.1, 1.0, 10.0],
+            "mean": [0.5, 0.6, 0.3, 0.0],
+            "best": [0.55, 0.65, 0.6, 0.0],
+            "worst": [0.45, 0.55, 0.0, 0.0],
+            "diverged_fraction": [0.0, 0.0, 0.5, 1.0],
+        }
+    )
+    ax = plot_sensitivity(t).axes[0]
+    line = ax.lines[0].get_ydata()
+    np.testing.assert_array_equal(np.isnan(line), [False, False, True, True])
+    marks = {
+        tuple(ln.get_xdata()): (ln.get_marker(), ln.get_markerfacecolor()) for ln in ax.lines[1:]
+    }
+    assert marks[(10.0,)][0] == "x"
+    assert marks[(1.0,)] == ("o", "none")
+    # without the column every setting is joined, as before
+    joined = plot_sensitivity(t.drop(columns="diverged_fraction")).axes[0].lines[0].get_ydata()
+    assert not np.isnan(joined).any()

@@ -11,6 +11,10 @@ itself (``conclusion.md``). ``tests/test_notebooks.py`` reads the tables to chec
     out.number(optimal_b=4)
     out.conclusion(f"... b = {out['optimal_b']} ...")
 
+A notebook that gathers other notebooks' results (notebook 09's table of published against
+reproduced numbers) reads their outputs with :func:`read_table` and :func:`read_numbers`;
+``paper/build.py`` runs it after them.
+
 ``profile()`` is ``$TOOLKIT_PROFILE``: ``quick`` (the default; CI and ``make paper``) or ``full``
 (more samples and seeds for the same questions).
 """
@@ -28,7 +32,15 @@ from matplotlib.figure import Figure
 
 from toolkit.checks import ConfigError, check_choice
 
-__all__ = ["PROFILES", "Output", "paper_sweep", "profile", "repo_root"]
+__all__ = [
+    "PROFILES",
+    "Output",
+    "paper_sweep",
+    "profile",
+    "read_numbers",
+    "read_table",
+    "repo_root",
+]
 
 PROFILES = ("quick", "full")
 
@@ -97,14 +109,39 @@ def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None):
     return evaluations, summary
 
 
+def _output_root() -> Path:
+    return Path(os.environ.get("NOTEBOOK_OUT") or repo_root() / "runs" / "notebooks")
+
+
+def _written(name: str, file: str) -> Path:
+    path = _output_root() / name / file
+    if not path.exists():
+        raise ValueError(
+            f"{name}: {path} is missing; run notebook {name} first with the same NOTEBOOK_OUT "
+            "(paper/build.py runs it before the notebooks that read it)"
+        )
+    return path
+
+
+def read_table(name: str, table: str) -> pd.DataFrame:
+    """Table ``table`` that notebook ``name`` wrote (``$NOTEBOOK_OUT/name/table.csv``);
+    ValueError naming the notebook when it has not run."""
+    return pd.read_csv(_written(name, f"{table}.csv"))
+
+
+def read_numbers(name: str) -> dict:
+    """The numbers notebook ``name`` recorded (its ``numbers.json``); ValueError naming the
+    notebook when it has not run."""
+    return json.loads(_written(name, "numbers.json").read_text())
+
+
 class Output:
     """The output folder of notebook ``name``: ``$NOTEBOOK_OUT/name`` (default
     ``runs/notebooks/name`` under the repository root)."""
 
     def __init__(self, name: str):
-        root = os.environ.get("NOTEBOOK_OUT") or repo_root() / "runs" / "notebooks"
         self.name = name
-        self.dir = Path(root) / name
+        self.dir = _output_root() / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.numbers: dict = {}
 

@@ -36,15 +36,34 @@ def plot_sensitivity(
     ax: Axes | None = None,
 ) -> Figure:
     """Mean of a value against ``x`` (log axis) for each ``by``, the band from worst to best over
-    seeds (:func:`toolkit.sweeps.analysis.sensitivity`)."""
+    seeds (:func:`toolkit.sweeps.analysis.sensitivity`). With a ``diverged_fraction`` column, a
+    setting where a seed diverged is not joined to its neighbours nor banded: it is a marked
+    point at its mean (a cross when every seed diverged, an open circle when some did), with a
+    thin line from worst to best. An empty table leaves a panel that says so."""
     fig, (ax,) = axes(ax, width=5.5)
-    for colour, (name, g) in zip(
-        sns.color_palette("deep", table[by].nunique()), table.groupby(by, sort=True), strict=True
-    ):
+    if table.empty:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xlabel=x, ylabel=ylabel or "mean over seeds (band: best to worst)")
+        return fig
+    groups = table.groupby(by, sort=True)
+    any_diverged = False
+    for colour, (name, g) in zip(sns.color_palette("deep", len(groups)), groups, strict=True):
         g = g.sort_values(x)
-        ax.plot(g[x], g["mean"], marker="o", color=colour, label=name)
+        frac = g["diverged_fraction"] if "diverged_fraction" in g else pd.Series(0.0, g.index)
+        ok = (frac == 0).to_numpy()
+        ax.plot(g[x], g["mean"].where(ok), marker="o", color=colour, label=name)
         lo, hi = np.fmin(g["best"], g["worst"]), np.fmax(g["best"], g["worst"])
-        ax.fill_between(g[x], lo, hi, color=colour, alpha=0.2)
+        ax.fill_between(g[x], lo.where(ok), hi.where(ok), color=colour, alpha=0.2)
+        bad = g[~ok]
+        if len(bad):
+            any_diverged = True
+            ax.vlines(bad[x], lo[~ok], hi[~ok], color=colour, lw=0.8)
+            every = (bad["diverged_fraction"] == 1).to_numpy()
+            ax.plot(bad[x][every], bad["mean"][every], "x", ms=7, mew=2, color=colour)
+            ax.plot(bad[x][~every], bad["mean"][~every], "o", mfc="none", color=colour)
+    if any_diverged:
+        ax.plot([], [], "x", c="gray", ms=7, mew=2, label="every seed diverged")
+        ax.plot([], [], "o", c="gray", mfc="none", label="some seeds diverged")
     ax.set_xscale("log")
     ax.set(xlabel=x, ylabel=ylabel or "mean over seeds (band: best to worst)")
     ax.legend(fontsize=7)

@@ -17,14 +17,19 @@ __all__ = ["plot_backup_step_times", "plot_backup_tradeoff", "plot_server_throug
 
 
 def plot_backup_step_times(
-    tables: Mapping[str, pd.DataFrame], machines: int, ax: Axes | None = None
+    tables: Mapping[str, pd.DataFrame],
+    machines: int,
+    ax: Axes | None = None,
+    *,
+    unit: str = "units of the step-time model",
 ) -> Figure:
     """Expected step time of Backup(m - b, b) against b, one line per table of
-    :func:`toolkit.theory.optimal_backups` (e.g. with and without communication)."""
+    :func:`toolkit.theory.optimal_backups` (e.g. with and without communication); ``unit`` is
+    that of the step-time model (e.g. ``"s"``)."""
     fig, (ax,) = axes(ax)
     for label, table in tables.items():
         ax.plot(table["b"], table["step_time"], label=label)
-    ax.set(xlabel="backup workers b", ylabel="expected step time")
+    ax.set(xlabel="backup workers b", ylabel=f"expected step time ({unit})")
     ax.set_title(f"Backup(m - b, b), m = {machines}")
     ax.legend()
     return fig
@@ -56,7 +61,8 @@ def plot_server_throughput(
     points: Sequence[str] = (),
     ax: Axes | None = None,
 ) -> Figure:
-    """Updates per unit time of n asynchronous workers on one parameter server's link: each of
+    """Updates per second of n asynchronous workers on one parameter server's link (the
+    communication models' times are in seconds): each of
     ``series`` (label -> values over ``n``; those named in ``points`` as markers, e.g. measured
     rates), the operational bounds min(n / (Z + s), 1 / s) and n / (Z + n s)
     (:func:`~toolkit.theory.queueing.ps_bounds`) and the knee n* = (Z + s) / s."""
@@ -68,7 +74,7 @@ def plot_server_throughput(
     ax.plot(n, upper, "k--", lw=1, label="min(n / (Z + s), 1 / s)")
     ax.plot(n, lower, "k:", lw=1, label="n / (Z + n s)")
     ax.axvline(saturation_point(think, service), color="grey", lw=0.8)
-    ax.set(xlabel="workers n", ylabel="updates per unit time")
-    ax.set_title(f"Async on one parameter server: Z = {think:.4g}, s = {service:.3g}")
+    ax.set(xlabel="workers n", ylabel="updates per second")
+    ax.set_title(f"Async on one parameter server: Z = {think:.4g} s, s = {service:.3g} s")
     ax.legend(fontsize=8)
     return fig

@@ -25,6 +25,7 @@ from toolkit.theory.extremes import (
     tail_exponent,
 )
 from toolkit.theory.order_derive import derive_closed_forms
+from toolkit.theory.order_groups import order_statistic_cdf_groups, order_statistics_groups
 from toolkit.theory.order_stats import (
     expected_max,
     expected_order_statistic,
@@ -93,8 +94,10 @@ __all__ = [
     "lian_stepsize_bound",
     "mva",
     "optimal_backups",
+    "order_statistic_cdf_groups",
     "order_statistic_moments",
     "order_statistic_variance",
+    "order_statistics_groups",
     "ps_bounds",
     "runtime",
     "saturation_point",
