@@ -761,19 +761,43 @@ def test_quick_spec_end_to_end_with_its_report(tmp_path):
     assert ev.groupby("run_id")["time"].max().le(spec.base["time_budget"]).all()
 
 
-def test_paper_spec_gives_every_scheme_the_same_grid_and_budget():
-    points = SweepSpec.load(ROOT / "sweeps/paper.toml").points()
-    assert len({p.id() for p in points}) == len(points) == 960
-    names = {p.scheme.name for p in points}
-    assert {"sync", "backup", "async", "kasync", "kbatchasync", "delayed", "easgd"} <= names
-    assert "localsgd" in names and {p.workload for p in points} == {"mnist1d_mlp", "digits_cnn"}
+def test_paper_spec_gives_every_scheme_the_same_search_budget_and_seeds():
+    """The study's spec (issue: sync vs async under the protocol): both workloads, 8 and 16
+    machines, the schemes named, momentum tuned where a scheme takes it, every cell's lr search
+    starting from one grid, one maximum budget and plateau rule, tuning and evaluation seeds
+    disjoint (2 and 5), protocols tuned and scaled."""
+    from toolkit.sweeps.protocol import cells_of
+
+    spec = SweepSpec.load(ROOT / "sweeps/paper.toml")
+    points = spec.points()
+    assert len({p.id() for p in points}) == len(points)
+    assert {p.scheme.name for p in points} == {
+        "sync",
+        "backup",
+        "async",
+        "kasync",
+        "kbatchasync",
+        "delayed",
+        "easgd",
+        "localsgd",
+    }
+    assert {p.workload for p in points} == {"mnist1d_mlp", "digits_cnn"}
+    assert {p.scheme.rule.machines for p in points} == {8, 16}  # Backup(n - 1, 1) uses n
     grids = {}
     for p in points:
-        grids.setdefault((p.workload, str(p.scheme)), set()).add((p.lr, p.batch_size, p.seed))
-    assert len(set(map(frozenset, grids.values()))) == 1  # the tuning protocol: one grid
-    assert {p.time_budget for p in points} == {600.0}
-    # groups compare equal clusters: each scheme at 8 or 16 machines (Backup(n - 1, 1) too)
-    assert {p.scheme.rule.machines for p in points} == {8, 16}
+        grids.setdefault((p.workload, str(p.scheme), p.momentum), set()).add(p.lr)
+    assert len(set(map(frozenset, grids.values()))) == 1  # one starting grid for every cell
+    assert {p.time_budget for p in points} == {4000.0}
+    assert {(p.plateau.window, p.plateau.delta) for p in points} == {(10, 0.005)}
+    momenta = {}
+    for p in points:
+        momenta.setdefault(str(p.scheme), set()).add(p.momentum)
+    assert all(m == {0.0, 0.9} for s, m in momenta.items() if not s.startswith(("EASGD", "Local")))
+    proto = spec.protocol
+    assert set(proto.names) == {"tuned", "scaled"} and proto.tune == ("momentum",)
+    assert len(proto.tuning_seeds) == 2 and len(proto.evaluation_seeds) == 5
+    assert not set(proto.tuning_seeds) & set(proto.evaluation_seeds)
+    assert len(cells_of(spec)) == len(points) // 3  # three starting lrs per cell
 
 
 def test_curves_average_seeds_on_a_common_time_grid():
