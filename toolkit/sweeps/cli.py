@@ -15,7 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 
 __all__ = ["register"]
 
@@ -36,7 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("spec", help="sweep spec (TOML; see toolkit.sweeps.spec)")
     r.add_argument("--out", required=True, help="sweep directory (created; reused when it exists)")
     r.add_argument(
-        "--jobs", type=int, default=None, help="parallel runs (default: the CPUs, at most 8)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel runs (default: the cores, at most 8); more than the cores are cut to "
+        "them unless --force-jobs, and never more than the runs to do",
+    )
+    r.add_argument(
+        "--force-jobs", action="store_true", help="start --jobs workers even beyond the cores"
     )
     r.add_argument("--backend", choices=["local", "ray", "submitit"], default="local")
     r.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
@@ -65,9 +72,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from toolkit.limits import cores
     from toolkit.sweeps.runner import run_sweep
 
-    jobs = args.jobs if args.jobs is not None else min(8, os.cpu_count() or 1)
+    jobs = args.jobs if args.jobs is not None else min(8, cores())
+    here = args.backend == "local" or (args.backend == "ray" and args.address is None)
+    if here and jobs > cores() and not args.force_jobs:  # processes on this machine
+        print(
+            f"--jobs: {jobs} is more than this machine's {cores()} cores; running {cores()} "
+            "(--force-jobs to start more)",
+            file=sys.stderr,
+        )
+        jobs = cores()
     parameters = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
     summary = run_sweep(
         args.spec,

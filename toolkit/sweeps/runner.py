@@ -192,7 +192,10 @@ def _submitit(
     if executor == "local":
         ex = submitit.LocalExecutor(folder=folder)
     else:
-        ex = submitit.AutoExecutor(folder=folder, cluster=None if executor == "auto" else executor)
+        try:
+            ex = submitit.AutoExecutor(folder, cluster=None if executor == "auto" else executor)
+        except RuntimeError as err:  # no Slurm here ("Could not detect srun")
+            raise ValueError(f"executor: {err} (--executor local runs the tasks here)") from None
     ex.update_parameters(**{"timeout_min": 24 * 60, **parameters})
     jobs = ex.map_array(function, tasks)
     for job in jobs:
@@ -253,6 +256,7 @@ def run_sweep(
     jobs = check_int("jobs", jobs)
     out = Path(out)
     spec, configs, tasks = plan(spec, out)
+    jobs = min(jobs, max(1, len(tasks)))  # a pool starts all its workers: none without a run
     if backend == "local":
         results: Iterable[dict] = _local(run_point, tasks, jobs)
     elif backend == "ray":

@@ -38,6 +38,13 @@ every point is reproducible from the spec and its index (as AlgoPerf samples tun
 apply in order of their paths' depth (``scheme`` before ``scheme.n``). The spec is validated
 before anything runs: an unknown key or a wrong type is an error naming it and its line, and every
 point must make a valid RunConfig.
+
+A spec holds at most :data:`MAX_POINTS` points, counted from its lists without building them
+(:attr:`SweepSpec.size`). Reading a spec builds each distinct value once (each value of each grid
+axis with the other axes at their first values, and each quasi-random point), not every point of
+the product; :meth:`SweepSpec.points` builds the points as they are read, so a combination of
+valid values that makes no valid RunConfig (KAsync's ``scheme.k`` above its ``scheme.n``, say) is
+an error naming the point when the points are read, which the runner does before any run starts.
 """
 
 from __future__ import annotations
@@ -45,8 +52,11 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import operator
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import tomllib
@@ -55,8 +65,11 @@ from scipy.stats import qmc
 from toolkit.checks import check_choice, check_int, check_real
 from toolkit.runs.config import RunConfig
 
-__all__ = ["Axis", "SweepSpec"]
+__all__ = ["MAX_POINTS", "Axis", "Points", "SweepSpec"]
 
+# The most points a spec may hold: at a second per run, more than a day on one core; the runner
+# and the store build every point to read its id (1-2 ms each, measured on 2 cores).
+MAX_POINTS = 100_000
 SEQUENCES = ("sobol", "halton")
 ENGINES = ("replay", "distributed")
 _TOP = ("name", "base", "grid", "random", "engine")
@@ -126,6 +139,22 @@ class SweepSpec:
             check_real("engine.time_scale", engine["time_scale"])
         if not isinstance(engine.get("inject", True), bool):
             raise ValueError("inject: [engine] inject must be true or false")
+        if self.size > MAX_POINTS:
+            axes = [f"{path} ({len(values)})" for path, values in self.grid.items()]
+            if self.axes:
+                axes.append(f"random.count ({self.count})")
+            raise ValueError(
+                f"{'grid' if self.grid else 'random.count'}: {' x '.join(axes)} = "
+                f"{self.size:,} points, above the limit of {MAX_POINTS:,} a sweep may hold; "
+                "split it into smaller sweeps"
+            )
+
+    @property
+    def size(self) -> int:
+        """The number of points, counted without building them: the product of the grid's list
+        lengths times ``random.count`` (1 without quasi-random axes)."""
+        grid = math.prod(len(values) for values in self.grid.values())
+        return grid * (self.count if self.axes else 1)
 
     @property
     def engine_name(self) -> str:
@@ -201,27 +230,80 @@ class SweepSpec:
             for i in range(self.count)
         ]
 
-    def points(self) -> list[RunConfig]:
-        """Every point of the sweep as a RunConfig: the grid's product times the random points."""
-        paths = sorted(self.grid, key=lambda p: p.count("."))
-        out = []
-        for values in itertools.product(*(self.grid[p] for p in paths)):
-            for extra in self.random_points():
-                table = copy.deepcopy(self.base)
-                assigned = [*zip(paths, values, strict=True), *extra.items()]
-                for path, value in assigned:
-                    _set(table, path, value)
-                try:
-                    out.append(RunConfig.from_dict(table))
-                except ValueError as err:
-                    point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
-                    key = _key_of(str(err))
-                    set_by = [p for p, _ in assigned if key in (p, p.split(".")[0])]
-                    raise _PointError(
-                        f"{err}" + (f" (at the point {point})" if point else ""),
-                        ("random" if set_by[0] in extra else "grid") if set_by else "base",
-                    ) from None
-        return out
+    def points(self) -> Points:
+        """Every point of the sweep as a RunConfig, the grid's product times the random points:
+        a sequence that builds each point as it is read (module docstring). The points that
+        hold each distinct value are built here once, so a bad value is an error at once."""
+        return self._points
+
+    @cached_property
+    def _points(self) -> Points:
+        points = Points(self)
+        points.check()
+        return points
+
+
+class Points(Sequence):
+    """The points of a :class:`SweepSpec`, built as they are read: point i is grid point
+    ``i // R`` (``itertools.product`` order over the grid's paths by depth) with random point
+    ``i % R``, R the random points (1 without quasi-random axes)."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.paths = sorted(spec.grid, key=lambda p: p.count("."))
+        self.randoms = spec.random_points()
+
+    def __len__(self) -> int:
+        return self.spec.size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = operator.index(i)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"point {i} of a sweep of {n}")
+        g, r = divmod(i % n, len(self.randoms))
+        values = []
+        for path in reversed(self.paths):
+            g, d = divmod(g, len(self.spec.grid[path]))
+            values.append(self.spec.grid[path][d])
+        return self._build(values[::-1], self.randoms[r])
+
+    def __iter__(self) -> Iterator[RunConfig]:
+        for values in itertools.product(*(self.spec.grid[p] for p in self.paths)):
+            for extra in self.randoms:
+                yield self._build(values, extra)
+
+    def check(self) -> None:
+        """Build the points that hold each distinct value once: the first value of every axis,
+        then each further value of each grid axis with the others at their first values, and
+        each further random point; an error names the point."""
+        first = [self.spec.grid[p][0] for p in self.paths]
+        self._build(first, self.randoms[0])
+        for k, path in enumerate(self.paths):
+            for value in self.spec.grid[path][1:]:
+                self._build([*first[:k], value, *first[k + 1 :]], self.randoms[0])
+        for extra in self.randoms[1:]:
+            self._build(first, extra)
+
+    def _build(self, values: Sequence, extra: dict) -> RunConfig:
+        """The RunConfig of the base with the grid ``values`` (in :attr:`paths` order) and the
+        random point ``extra`` applied."""
+        table = copy.deepcopy(self.spec.base)
+        assigned = [*zip(self.paths, values, strict=True), *extra.items()]
+        for path, value in assigned:
+            _set(table, path, value)
+        try:
+            return RunConfig.from_dict(table)
+        except ValueError as err:
+            point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
+            key = _key_of(str(err))
+            set_by = [p for p, _ in assigned if key in (p, p.split(".")[0])]
+            raise _PointError(
+                f"{err}" + (f" (at the point {point})" if point else ""),
+                ("random" if set_by[0] in extra else "grid") if set_by else "base",
+            ) from None
 
 
 class _PointError(ValueError):
