@@ -25,6 +25,7 @@ complete one, its rows appended to the measured past (times go on from the check
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -34,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit.distributed.collective import ROW
+from toolkit.cluster.schedule import RowKind
+from toolkit.distributed.collective import ROW, Row
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
 from toolkit.replay.batched import FlatModel
 from toolkit.replay.results import Results
@@ -210,16 +212,25 @@ def measured_results(
 
 
 class _Progress:
-    """A progress bar over a run's rows, read from rank 0's log while the ranks run: every line
-    of the collective shared path is an update, the server notes ``{"update": ...}`` each one,
-    and exchanges (replica schemes) are the lines of kind 1."""
+    """A progress bar over a run's rows, read from rank 0's log while the ranks run: on the
+    collective shared path every row is an update, on the server path the server notes
+    ``{"update": ...}`` each one, and on the replica paths the exchanges are the rows of kind
+    ``RowKind.EXCHANGE``."""
 
     def __init__(self, total: int, path: str, label: str) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=f"distributed {label}", unit="row")
-        self.prefix = {"shared": "[", "server": "{"}.get(path, "[1,")
+        self.path = path
         self.offset = 0
+
+    def counts(self, entry: list | dict) -> bool:
+        """Whether an entry of rank 0's log is one of the run's rows."""
+        if self.path == "server":
+            return isinstance(entry, dict)
+        if not isinstance(entry, list):
+            return False
+        return self.path == "shared" or Row(*entry).kind == RowKind.EXCHANGE
 
     def __call__(self, folder: Path) -> None:
         path = folder / "rank0.rows"
@@ -231,8 +242,7 @@ class _Progress:
         done = chunk.rfind(b"\n") + 1  # whole lines only
         self.offset += done
         lines = chunk[:done].decode().splitlines()
-        count = sum(line.startswith(self.prefix) for line in lines)
-        self.bar.update(count)
+        self.bar.update(sum(self.counts(json.loads(line)) for line in lines))
 
     def close(self) -> None:
         self.bar.close()

@@ -32,7 +32,9 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from toolkit.cluster.schedule import RowKind
 from toolkit.distributed.aggregate import Aggregator
+from toolkit.distributed.collective import Row
 from toolkit.schemes.updates import Step
 
 __all__ = ["replica_server", "replica_worker", "server", "worker"]
@@ -40,7 +42,6 @@ __all__ = ["replica_server", "replica_worker", "server", "worker"]
 HEADER, GRAD, REPLY, PARAMS = 1, 2, 3, 4  # message tags
 STOP, BYE = -1, -2
 BEAT = 0.1  # seconds between a worker's heartbeats
-GRAD_ROW, EXCHANGE_ROW = 0, 1
 NAN = float("nan")
 
 
@@ -52,12 +53,10 @@ def _receiver(q: queue.Queue, size: int, dtype: torch.dtype, workers: int) -> No
     while byes < workers:
         header = torch.empty(4, dtype=torch.float64)
         try:
-            work = dist.irecv(header, src=None, tag=HEADER)
-            work.wait()
+            src = dist.recv(header, src=None, tag=HEADER)  # any source; returns the sender
         except RuntimeError as err:
             q.put(("error", str(err)))
             return
-        src = work._source_rank()
         if int(header[0]) == BYE:
             byes += 1
             q.put(("bye", src))
@@ -198,7 +197,9 @@ def server(r, t0: float) -> torch.Tensor:
         before = agg.version
         a = agg.push(w, version, g)
         compute, loss = float(header[2]), float(header[3])
-        r.record([GRAD_ROW, a.update, arrived - t0, w, version, a.used, batch, compute, NAN, loss])
+        r.record(
+            Row(RowKind.GRAD, a.update, arrived - t0, w, version, a.used, batch, compute, NAN, loss)
+        )
         if agg.version > before:
             now = time.monotonic() - t0
             r.record({"update": before, "time": now})  # its used rows' time
@@ -288,7 +289,9 @@ def worker(r, t0: float) -> None:
             if msg is not None or r.scheme.rule.barrier:  # a dropped gradient of that update
                 now = time.monotonic()
                 took = now - start
-                r.record([GRAD_ROW, version, now - t0, w, version, False, j, took, NAN, loss])
+                r.record(
+                    Row(RowKind.GRAD, version, now - t0, w, version, False, j, took, NAN, loss)
+                )
             j += 1
             continue
         _push([version, j, time.monotonic() - start, loss], g)
@@ -333,11 +336,10 @@ def replica_server(r, t0: float) -> torch.Tensor:
         pool.send(w, k, torch.cat([new, points[0]]))
         now = time.monotonic()
         r.snapshot(k + 1, centre)
-        row = [EXCHANGE_ROW, k, now - t0, w, int(header[0]), True, -1, 0.0, now - arrived]
-        r.record([*row, NAN])
+        steps = int(header[0])
+        r.record(Row(RowKind.EXCHANGE, k, now - t0, w, steps, True, -1, 0.0, now - arrived, NAN))
         local = message[size:].clone() if carries else None
-        workers[str(w)] = {"x": new, "point": points[0].clone(), "local": local}
-        workers[str(w)]["steps"] = int(header[0])
+        workers[str(w)] = {"x": new, "point": points[0].clone(), "local": local, "steps": steps}
         k += 1
         if r.due(k):
             state_k = {"centre": centre, "exchange": state, "k": k, "workers": workers}
@@ -364,7 +366,7 @@ def replica_worker(r, t0: float) -> None:
         g, loss, took = r.compute(w, t, rules.local.point(point, local))
         step, local = rules.local.update(g, local)
         x = point = step.apply(x)
-        r.record([GRAD_ROW, t, start + took - t0, w, t, True, t, took, 0.0, loss])
+        r.record(Row(RowKind.GRAD, t, start + took - t0, w, t, True, t, took, 0.0, loss))
         if (t + 1) % tau == 0:
             _push([t + 1, -1, 0.0, NAN], x if local is None else torch.cat([x, local]))
             msg = _take(q, timeout, w)
