@@ -63,9 +63,10 @@ def schemes_table(updates: int, scale: float) -> None:
     head = f"{'scheme':<36}{'measured s':>11}{'theory s':>10}{'ratio':>7}"
     print(head + f"{'staleness':>10}{'simulated':>10}{'KS':>6}{'wall s':>8}")
     for scheme in SCHEMES:
-        config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1)
+        engine = {"name": "distributed", "time_scale": scale}
+        config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, engine=engine)
         t = time.perf_counter()
-        schedule, _ = run_distributed(config, time_scale=scale, timeout=1800)
+        schedule, _ = run_distributed(config, timeout=1800)
         wall = time.perf_counter() - t
         used = schedule.used
         predicted = step_time(scheme, law)
@@ -141,8 +142,11 @@ def ddp_table(steps: int, warmup: int, repeats: int) -> None:
             samples = n * w.batch_size * steps
             backend, ddp = [], []
             for _ in range(repeats):
-                config = RunConfig(scheme=Sync(n), workload=name, updates=warmup + steps)
-                schedule, _ = run_distributed(config, inject=False, timeout=1800)
+                engine = {"name": "distributed", "inject": False}
+                config = RunConfig(
+                    scheme=Sync(n), workload=name, updates=warmup + steps, engine=engine
+                )
+                schedule, _ = run_distributed(config, timeout=1800)
                 t = schedule.used.groupby("update")["time"].max().to_numpy()
                 backend.append(samples / (t[-1] - t[warmup - 1]))
                 ddp.append(samples / ddp_seconds(name, n, steps, warmup))
@@ -170,9 +174,14 @@ def delayed_table(n: int, updates: int, scale: float, slow: float) -> None:
         first = None
         for d in (0, 1, 2, 4):
             config = RunConfig(
-                scheme=Delayed(n, d), workload="logreg", updates=updates, lr=0.1, compute=compute
+                scheme=Delayed(n, d),
+                workload="logreg",
+                updates=updates,
+                lr=0.1,
+                compute=compute,
+                engine={"name": "distributed", "time_scale": scale},
             )
-            schedule, _ = run_distributed(config, time_scale=scale, timeout=1800)
+            schedule, _ = run_distributed(config, timeout=1800)
             t = schedule.used.groupby("update")["time"].max().to_numpy()
             measured = float(np.diff(t)[5:].mean())
             sim = simulate(Delayed(n, d), parse_compute(compute), updates=updates, seed=0)

@@ -10,8 +10,11 @@ Measurement: bisection over lr with the replay harness on the same simulated Sch
 import pandas as pd
 
 from toolkit.compare import divergence_table
+from toolkit.replay import Runtime
 from toolkit.schemes import EASGD, Async, Delayed, KBatchAsync, Sync
 from toolkit.workloads import get_workload
+
+CPU = Runtime(device="cpu")
 
 pd.set_option("display.width", 250)
 pd.set_option("display.max_columns", 20)
@@ -42,7 +45,7 @@ def main() -> None:
         Async(8),
         KBatchAsync(8, 4),
     ]
-    t = divergence_table([quad], schemes, updates=1000, rel_tol=0.02, device="cpu")
+    t = divergence_table([quad], schemes, updates=1000, rel_tol=0.02, runtime=CPU)
     print(t[COLS].to_string(float_format=lambda v: f"{v:.4g}"), flush=True)
     mlp = get_workload("mnist1d_mlp")
     t = divergence_table(
@@ -51,7 +54,7 @@ def main() -> None:
         updates=150,
         rel_tol=0.05,
         hessian_iters=30,
-        device="cpu",
+        runtime=CPU,
     )
     print(t[COLS].to_string(float_format=lambda v: f"{v:.4g}"), flush=True)
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from toolkit.cluster.clock import simulate
-from toolkit.replay import DataStream, train
+from toolkit.replay import DataStream, Runtime, train
 from toolkit.schemes import EASGD, Async, Backup, Sync
 from toolkit.workloads import get_workload
 
@@ -167,7 +167,7 @@ def table(device: torch.device, ns: list[int], steps: int, repeat: int) -> None:
 
 def replay(sched, wl, device: torch.device):
     def run():
-        train(sched, wl, lr=0.05, seed=0, device=device, eval_every=10**9)
+        train(sched, wl, lr=0.05, seed=0, runtime=Runtime(device=device), eval_every=10**9)
         sync_device(device)
 
     return run

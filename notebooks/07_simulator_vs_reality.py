@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -50,8 +50,9 @@ if not quick:
 # %%
 rows, stale = [], []
 for scheme in schemes:
-    config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1)
-    sched, _ = run_distributed(config, time_scale=scale, timeout=600)
+    engine = {"name": "distributed", "time_scale": scale}
+    config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, engine=engine)
+    sched, _ = run_distributed(config, timeout=600)
     used = sched.used
     times = sched.frame[sched.frame["used"]].groupby("update")["time"].max().to_numpy()
     measured = float(np.diff(times)[10:].mean())

@@ -43,7 +43,7 @@ def test_simulate_backup_writes_schedule_and_summary(tmp_path, capsys):
         assert key in text
     sched = Schedule.load(out)
     assert sched.updates == 200 and len(sched.grads) == 18 * 200
-    assert sched.meta["scheme"] == {"scheme": "backup", "n": 16, "b": 2}
+    assert sched.meta["scheme"] == {"name": "backup", "n": 16, "b": 2}
     assert sched.summary()["dropped_fraction"] == pytest.approx(2 / 18)
 
 

@@ -25,11 +25,10 @@ from toolkit.distributed.collective import Row
 from toolkit.distributed.engine import world_size
 from toolkit.distributed.launch import free_port, launch, rank_limit
 from toolkit.distributed.run import _Progress
-from toolkit.distributed.run import run as run_measured
 from toolkit.limits import set_memory_limit
 from toolkit.models import Empirical, parse_compute
-from toolkit.replay import Results, train
-from toolkit.runs import RunConfig
+from toolkit.replay import Results, Runtime, train
+from toolkit.runs import EngineSpec, RunConfig, run
 from toolkit.schemes import (
     EASGD,
     Async,
@@ -46,6 +45,7 @@ from toolkit.schemes import (
 from toolkit.sweeps import SweepSpec, run_sweep
 from toolkit.theory import step_time
 
+CPU = Runtime(device="cpu")
 NAN = float("nan")
 
 
@@ -125,13 +125,19 @@ REPLICAS = [LocalSGD(3, 2), DiLoCo(3, 2), EASGD(3, 2, 0.2, momentum=0.5)]
 REPLICAS += [EASGD(3, 2, 0.2, synchronous=False)]
 
 
+def _on(config: RunConfig, **engine) -> RunConfig:
+    """``config`` on the distributed engine with these settings (``time_scale``, ``inject``,
+    ``collective``)."""
+    return config.replace(engine=EngineSpec("distributed", **engine))
+
+
 @pytest.mark.parametrize("scheme", SHARED + REPLICAS, ids=str)
 def test_replay_of_the_measured_schedule_reaches_the_backends_parameters(scheme):
     """Every scheme on real processes: replaying the measured Schedule (same seed, so the same
     batches and initial model) follows the same gradients, so it ends at the same parameters up
     to float summation order; its rows are what the scheme allows."""
     config = RunConfig(scheme=scheme, workload="logreg", updates=12, lr=0.1, seed=3)
-    schedule, params = run_distributed(config, time_scale=0.01, timeout=120, wait_timeout=20)
+    schedule, params = run_distributed(_on(config, time_scale=0.01), timeout=120, wait_timeout=20)
     f, rule = schedule.frame, scheme.rule
     assert schedule.updates == 12
     if rule.period:  # 12 local steps each, an exchange after every period
@@ -145,7 +151,7 @@ def test_replay_of_the_measured_schedule_reaches_the_backends_parameters(scheme)
         assert per_update.eq(rule.quorum).all()  # Sync: n, Backup: n of n + b, K-variants: K
         if rule.barrier:  # Delayed(n, d): step t's gradients are taken at version t - d
             assert used["staleness"].eq(np.minimum(used["update"], rule.delay)).all()
-    res = train(schedule, "logreg", lr=0.1, seed=3, device="cpu")
+    res = train(schedule, "logreg", lr=0.1, seed=3, runtime=CPU)
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
     assert not torch.equal(params, train(schedule, "logreg", lr=0.1, seed=4).params)
 
@@ -159,7 +165,7 @@ def test_measured_step_time_and_staleness_against_theory_and_the_clock(scheme):
     independent samples against many)."""
     scale = 0.08
     config = RunConfig(scheme=scheme, workload="logreg", updates=60, seed=0, lr=0.1)
-    schedule, _ = run_distributed(config, time_scale=scale, timeout=180, wait_timeout=20)
+    schedule, _ = run_distributed(_on(config, time_scale=scale), timeout=180, wait_timeout=20)
     used = schedule.used
     times = used.groupby("update")["time"].max().to_numpy()
     measured = np.diff(times)[3:].mean()  # the first steps include start-up
@@ -183,8 +189,8 @@ def test_killing_the_launcher_leaves_no_rank_behind(tmp_path):
         "from toolkit.runs import RunConfig\n"
         "from toolkit.schemes import Async\n"
         "from toolkit.distributed import run_distributed\n"
-        "run_distributed(RunConfig(scheme=Async(3), workload='logreg', updates=100000),"
-        " time_scale=0.05, timeout=120)\n"
+        "run_distributed(RunConfig(scheme=Async(3), workload='logreg', updates=100000,"
+        " engine={'name': 'distributed', 'time_scale': 0.05}), timeout=120)\n"
     )
     launcher = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
@@ -239,20 +245,29 @@ def test_cli_runs_a_scheme_and_writes_its_schedule(tmp_path):
 
 
 # ------------------------------------------------------------------ faults
-def _run_and_kill(config, out, rank, *, after=1.0, **kw):
-    """run_distributed in a thread; SIGKILL ``rank`` ``after`` seconds into training (once
-    every rank has written its ready marker). Returns (result or exception, killed pid)."""
+def _run_and_kill(config, out, rank, *, after=1.0, timeout=120, directory=False, **engine):
+    """run_distributed of ``config`` on the distributed engine with the settings ``engine``, in
+    a thread (with ``directory``: ``toolkit.runs.run`` in the run directory ``out``); SIGKILL
+    ``rank`` ``after`` seconds into training (once every rank has written its ready marker).
+    Returns (result or exception, killed pid)."""
     box: dict = {}
+    config = _on(config, **engine)
 
     def go():
         try:
-            box["result"] = run_distributed(config, out=out, **kw)
+            if directory:
+                box["result"] = run(config, out, timeout=timeout)
+            else:
+                box["result"] = run_distributed(config, out=out, timeout=timeout)
         except Exception as err:  # the test inspects it
             box["error"] = err
 
+    folder = out / "ranks" if directory else out
+    out = folder
+
     thread = threading.Thread(target=go)
     thread.start()
-    path = path_of(config.scheme, kw.get("collective", True))
+    path = path_of(config.scheme, config.engine.collective)
     world = config.scheme.rule.machines + (path in ("server", "replica_server"))
     deadline = time.monotonic() + 90
     while len(list(out.glob("rank*.ready"))) < world:
@@ -281,34 +296,49 @@ def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
     for scheme, updates in ((Backup(2, 1), 100), (Async(3), 300)):  # about 4 s each
         config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, seed=1)
         out = tmp_path / scheme.name
-        result, _ = _run_and_kill(config, out, rank=2, after=0.5, time_scale=0.03, timeout=120)
+        result, _ = _run_and_kill(config, out, rank=2, after=0.5, time_scale=0.03)
         assert not isinstance(result, Exception), result
         schedule, params = result
         assert schedule.updates == updates and schedule.meta["died"] == [1]
         used = schedule.used
         late = used[used["update"] >= updates - 10]
         assert not (late["worker"] == 1).any()  # the dead worker's gradients stop
-        res = train(schedule, "logreg", lr=0.1, seed=1, device="cpu")
+        res = train(schedule, "logreg", lr=0.1, seed=1, runtime=CPU)
         torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
+
+
+def test_a_run_that_lost_a_worker_says_so_in_its_results_and_final_line(tmp_path):
+    """A Backup(2, 1) run that lost a worker is a result (status ok: the scheme tolerates one
+    lost worker), and its message, which the command line's final line prints, says so."""
+    from toolkit.runs.cli import summary_line
+
+    config = RunConfig(scheme=Backup(2, 1), workload="logreg", updates=100, lr=0.1, seed=1)
+    res, _ = _run_and_kill(
+        config, tmp_path / "r", rank=2, after=0.5, directory=True, time_scale=0.03
+    )
+    assert not isinstance(res, Exception), res
+    assert res.status == "ok" and "lost worker(s) 1" in res.message
+    assert "lost worker(s) 1" in summary_line(res, measured=True)
+    assert Results.load(tmp_path / "r").message == res.message
 
 
 def test_asynchronous_easgd_carries_on_after_a_worker_is_killed(tmp_path):
     scheme = EASGD(3, 2, 0.2, synchronous=False)
     config = RunConfig(scheme=scheme, workload="logreg", updates=150, lr=0.1, seed=1)
-    result, _ = _run_and_kill(config, tmp_path, rank=2, after=0.5, time_scale=0.03, timeout=120)
+    result, _ = _run_and_kill(config, tmp_path, rank=2, after=0.5, time_scale=0.03)
     assert not isinstance(result, Exception), result
     schedule, params = result
     assert schedule.meta["died"] == [1]
     ex = schedule.frame[schedule.frame["kind"] == "exchange"]
     counts = ex.groupby("worker").size()
     assert counts[0] == counts[2] == 150 // 2 and counts[1] < 150 // 2  # the others finish
-    res = train(schedule, "logreg", lr=0.1, seed=1, device="cpu")
+    res = train(schedule, "logreg", lr=0.1, seed=1, runtime=CPU)
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
 
 
 def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
     config = RunConfig(scheme=Backup(3, 0), workload="logreg", updates=400, lr=0.1)
-    kw = dict(time_scale=0.03, timeout=120, collective=False)  # through the server
+    kw = dict(time_scale=0.03, collective=False)  # through the server
     error, _ = _run_and_kill(config, tmp_path, rank=2, **kw)
     assert isinstance(error, RunFailed)
     assert "rank 2 died (SIGKILL)" in str(error) and "needs 3" in str(error)
@@ -317,20 +347,20 @@ def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
 @pytest.mark.parametrize("scheme", [Sync(3), LocalSGD(3, 2)], ids=str)
 def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
     config = RunConfig(scheme=scheme, workload="logreg", updates=400, lr=0.1)
-    error, _ = _run_and_kill(config, tmp_path, rank=1, time_scale=0.03, timeout=120)
+    error, _ = _run_and_kill(config, tmp_path, rank=1, time_scale=0.03)
     assert isinstance(error, RunFailed) and "rank 1 died (SIGKILL)" in str(error)
 
 
 def test_workers_stop_when_the_server_is_killed(tmp_path):
     config = RunConfig(scheme=Async(2), workload="logreg", updates=4000, lr=0.1)
-    error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03, timeout=120)
+    error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03)
     assert isinstance(error, RunFailed) and "rank 0 died (SIGKILL)" in str(error)
     assert not any(_alive(p) for p in _children(os.getpid()))
 
 
 # ------------------------------------------------------------------ run directories and sweeps
 def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
-    """``toolkit run CONFIG --backend distributed``: a run directory with the measured Schedule
+    """``toolkit run CONFIG --engine distributed``: a run directory with the measured Schedule
     and a Results table whose every column replay agrees with: replaying the measured Schedule
     gives the same per-update train losses (the ranks' own, at the versions they used) and, at
     the evaluation points, the same test metrics."""
@@ -345,7 +375,7 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     (tmp_path / "config.toml").write_text(config.to_toml())
     out = tmp_path / "run"
     command = [sys.executable, "-m", "toolkit", "run", str(tmp_path / "config.toml")]
-    command += ["--out", str(out), "--backend", "distributed", "--no-progress"]
+    command += ["--out", str(out), "--engine", "distributed", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "ok: 12 centre updates, measured time (s)" in done.stdout
@@ -354,7 +384,7 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     assert len(res.frame) == 12 and schedule.meta["engine"] == "distributed"
     assert list(res.evaluations.index) == [3, 7, 11]
     assert res.manifest["engine"]["name"] == "distributed"
-    replayed = train(schedule, "logreg", lr=0.1, seed=5, eval_every=4, device="cpu")
+    replayed = train(schedule, "logreg", lr=0.1, seed=5, eval_every=4, runtime=CPU)
     for column in ("update", "time", "staleness", "bytes"):
         np.testing.assert_allclose(res.frame[column], replayed.frame[column], rtol=1e-12)
     for column in ("train_loss", "test_loss", "test_accuracy"):
@@ -363,21 +393,31 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_a_sweep_runs_its_points_on_the_backend(tmp_path):
-    spec = SweepSpec.from_toml(
+def test_a_sweep_runs_its_points_on_the_backend_and_the_engine_is_in_the_id(tmp_path):
+    """The engine is a config field: [base.engine] puts every point on the real backend, and
+    the same spec on the replay engine is other points (other ids), so re-running the sweep
+    directory after switching engines runs every point again instead of taking the other
+    engine's runs as complete."""
+    text = (
         'name = "measured"\n'
         '[base]\nworkload = "logreg"\nupdates = 6\nlr = 0.1\n'
         '[base.scheme]\nname = "backup"\nn = 2\nb = 1\n'
         "[grid]\nseed = [0, 1]\n"
-        '[engine]\nname = "distributed"\ntime_scale = 0.01\n'
     )
-    summary = run_sweep(spec, tmp_path, progress=False)
+    measured = text + '[base.engine]\nname = "distributed"\ntime_scale = 0.01\n'
+    summary = run_sweep(SweepSpec.from_toml(measured), tmp_path, progress=False)
     assert list(summary["state"]) == ["complete", "complete"]
     for run_id in summary["run_id"]:
         res = Results.load(tmp_path / "runs" / run_id)
         assert res.manifest["engine"]["name"] == "distributed" and len(res.frame) == 6
+    replayed = run_sweep(SweepSpec.from_toml(text), tmp_path, progress=False)
+    assert len(replayed) == 4 and replayed["state"].eq("complete").all()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "start" for e in log) == 4  # each point ran once, on its engine
     with pytest.raises(ValueError, match=r"engine\.name"):
-        SweepSpec.from_toml('[base]\nworkload = "logreg"\n[engine]\nname = "torchrun"\n')
+        SweepSpec.from_toml('[base]\nworkload = "logreg"\n[base.engine]\nname = "torchrun"\n')
+    with pytest.raises(ValueError, match=r"^engine: .*\[base\.engine\]"):
+        SweepSpec.from_toml('[base]\nworkload = "logreg"\n[engine]\nname = "distributed"\n')
 
 
 def test_a_sync_runs_measured_trace_predicts_a_backup_run(tmp_path):
@@ -396,7 +436,7 @@ def test_a_sync_runs_measured_trace_predicts_a_backup_run(tmp_path):
             seed=2,
             compute="expon(loc=1, scale=0.5)",
         )
-        res = run_measured(config, tmp_path / scheme.name, time_scale=0.08)
+        res = run(_on(config, time_scale=0.08), tmp_path / scheme.name)
         measured[scheme.name] = float(np.diff(res.frame["time"].to_numpy())[3:].mean())
     trace = Empirical.from_csv(tmp_path / "sync" / "trace.csv")
     assert trace.size == 4 * 40
@@ -428,7 +468,7 @@ def test_ranks_started_by_torchrun_write_a_run_that_collect_reads(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     schedule, params = collect(tmp_path)
     assert schedule.updates == 10 and schedule.meta["path"] == "server"
-    res = train(schedule, "logreg", lr=0.1, seed=4, device="cpu")
+    res = train(schedule, "logreg", lr=0.1, seed=4, runtime=CPU)
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
 
 
@@ -448,7 +488,7 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
     (tmp_path / "config.toml").write_text(config.to_toml())
     out = tmp_path / "run"
     command = [sys.executable, "-m", "toolkit", "run", str(tmp_path / "config.toml")]
-    command += ["--out", str(out), "--backend", "distributed", "--no-progress"]
+    command += ["--out", str(out), "--engine", "distributed", "--no-progress"]
     command += ["--time-scale", "0.03"]
     path = path_of(scheme)
     ranks = range(world_size(scheme, path)) if path in ("shared", "replicas") else [0]
@@ -474,7 +514,7 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
     assert res.frame["time"].is_monotonic_increasing or scheme.rule.period
     grads = schedule.grads
     assert not grads.duplicated(["worker", "batch"]).any()
-    replayed = train(schedule, "logreg", lr=0.1, seed=6, eval_every=8, device="cpu")
+    replayed = train(schedule, "logreg", lr=0.1, seed=6, eval_every=8, runtime=CPU)
     torch.testing.assert_close(replayed.params, res.params, rtol=0, atol=1e-6)
     np.testing.assert_allclose(res.frame["test_loss"], replayed.frame["test_loss"], atol=1e-5)
 

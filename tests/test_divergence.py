@@ -16,6 +16,7 @@ import scipy.stats
 
 from toolkit.cluster import simulate
 from toolkit.compare import divergence_table, predicted_lr, run_diverges
+from toolkit.replay import Runtime
 from toolkit.schemes import EASGD, Async, Delayed, KBatchAsync, LocalSGD, Sync
 from toolkit.theory import delayed_gd_threshold
 from toolkit.theory.delay import (
@@ -26,6 +27,8 @@ from toolkit.theory.delay import (
 )
 from toolkit.workloads import get_workload
 
+CPU = Runtime(device="cpu")
+
 
 @pytest.fixture(scope="module")
 def quad():
@@ -34,7 +37,7 @@ def quad():
 
 def test_quadratic_boundary_matches_theory(quad) -> None:
     schemes = [Delayed(2, 2), EASGD(4, 1, 0.1, momentum=0.5), Async(4), KBatchAsync(4, 2)]
-    df = divergence_table([quad], schemes, updates=1000, rel_tol=0.03, device="cpu")
+    df = divergence_table([quad], schemes, updates=1000, rel_tol=0.03, runtime=CPU)
     assert list(df["lambda_max"]) == pytest.approx([2.0] * 4, rel=1e-5)
     assert df.loc[0, "predicted_lr"] == pytest.approx(delayed_gd_threshold(2) / 2.0, rel=1e-5)
     for _, row in df.iterrows():
@@ -57,15 +60,15 @@ def test_async_prediction_with_staleness_policies(quad) -> None:
     for kwargs in ({"staleness": "lr"}, {"staleness": "drop", "max_staleness": 4}):
         eta = predicted_lr(scheme, 2.0, schedule, **kwargs)
         assert eta > plain  # both policies shrink the stale gradients' effect
-        assert not run_diverges(schedule, quad, 0.97 * eta, device="cpu", **kwargs)
-        assert run_diverges(schedule, quad, 1.03 * eta, device="cpu", **kwargs)
+        assert not run_diverges(schedule, quad, 0.97 * eta, runtime=CPU, **kwargs)
+        assert run_diverges(schedule, quad, 1.03 * eta, runtime=CPU, **kwargs)
 
 
 def test_run_diverges_on_either_side(quad) -> None:
     schedule = simulate(Delayed(2, 1), scipy.stats.expon(), updates=400, seed=0)
     eta = delayed_gd_threshold(1) / 2.0
-    assert run_diverges(schedule, quad, 1.3 * eta, device="cpu")
-    assert not run_diverges(schedule, quad, 0.7 * eta, device="cpu")
+    assert run_diverges(schedule, quad, 1.3 * eta, runtime=CPU)
+    assert not run_diverges(schedule, quad, 0.7 * eta, runtime=CPU)
 
 
 def test_predictions() -> None:
@@ -110,7 +113,7 @@ def test_mlp_ratio_is_finite() -> None:
         rel_tol=0.25,
         hessian_iters=15,
         hessian_samples=512,
-        device="cpu",
+        runtime=CPU,
     )
     row = df.iloc[0]
     assert math.isfinite(row["lambda_max"]) and row["lambda_max"] > 0

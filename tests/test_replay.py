@@ -23,7 +23,9 @@ from toolkit.models.comm import ParameterServer
 from toolkit.replay import (
     DataStream,
     FlatModel,
+    Memory,
     Results,
+    Runtime,
     VersionStore,
     resolve_device,
     scheme_from_meta,
@@ -32,6 +34,7 @@ from toolkit.replay import (
 from toolkit.schemes import EASGD, Async, Backup, KBatchAsync, LocalSGD, Sync
 from toolkit.workloads import Workload, get_workload, seeded_model
 
+CPU = Runtime(device="cpu")
 DIST = st.expon(loc=1.0, scale=0.5)
 
 
@@ -217,14 +220,20 @@ def test_results_save_load_roundtrip(tmp_path):
         res.save(tmp_path / "x", fmt="xlsx")
 
 
-def test_checkpoint_directory_written(tmp_path):
-    wl = small_classifier()
-    res = train(
-        simulate(Sync(2), DIST, updates=20, seed=0), wl, seed=0, eval_every=5, out=tmp_path / "run"
-    )
-    back = Results.load(tmp_path / "run")
-    pd.testing.assert_frame_equal(back.frame, res.frame)
-    assert back.manifest["complete"] is True
+def test_a_loss_that_blows_up_but_stays_finite_is_divergence():
+    """At lr = 1e18 logistic regression's loss stays finite (about 1e17) but nothing trains: a
+    run whose last train loss is above BLOWUP x max(first loss, 1) ends as diverged (judged at
+    the end: a transient above it on the way is no verdict, see tests/test_divergence.py)."""
+    from toolkit.replay.recorder import BLOWUP
+
+    sched = simulate(Sync(2), DIST, updates=40, seed=0)
+    wl = get_workload("logreg", n_train=400)
+    res = train(sched, wl, lr=1e18, seed=0, eval_every=10)
+    assert res.status == "diverged" and "above" in res.message, res.message
+    loss = res.frame["train_loss"].to_numpy()
+    assert np.isfinite(loss).all() and loss[-1] > BLOWUP * max(loss[0], 1.0)
+    assert res.manifest["stopped"] == "diverged" and len(loss) == 40
+    assert train(sched, wl, lr=0.05, seed=0, eval_every=10).status == "ok"
 
 
 def test_divergence_is_a_result_not_an_exception():
@@ -244,6 +253,7 @@ def test_divergence_is_a_result_not_an_exception():
     assert 0 < len(bad.frame) < 3000 and "loss became" in bad.message
     good = train(simulate(Sync(2), DIST, updates=50, seed=0), wl, lr=0.9, seed=0)
     assert good.status == "ok" and len(good.frame) == 50
+    assert bad.manifest["stopped"] == "diverged" and good.manifest["stopped"] == "budget"
     # closed form: x_T = (1 - lr h)^T x_0 coordinate-wise (no noise)
     x0 = nn.utils.parameters_to_vector(wl.make_model(0).parameters()).detach().numpy()
     h = np.array([0.5, 1.0, 2.0])
@@ -263,8 +273,12 @@ def test_bad_input_is_a_clear_value_error():
         train(sched, wl, staleness="sometimes")
     with pytest.raises(ValueError, match="max_staleness"):
         train(sched, wl, staleness="drop")
-    with pytest.raises(ValueError, match="optimizer"):
-        train(sched, wl, optimizer="adam")
+    with pytest.raises(ValueError, match="nesterov"):
+        train(sched, wl, momentum=0.9, nesterov="yes")
+    with pytest.raises(ValueError, match="memory"):
+        train(sched, wl, memory={"max_wave": 2})
+    with pytest.raises(ValueError, match="max_wave"):
+        train(sched, wl, memory=Memory(max_wave=0))
     with pytest.raises(ValueError, match="workers"):
         train(simulate(Sync(40), DIST, updates=2, seed=0), wl)  # 256 // 40 < 8
     frame = sched.frame.copy()
@@ -284,11 +298,11 @@ def test_async64_mnist1d_mlp_replay_stays_under_2gb(tmp_path):
     code = (
         "import resource, scipy.stats as st\n"
         "from toolkit.cluster.clock import simulate\n"
-        "from toolkit.replay import train\n"
+        "from toolkit.replay import Runtime, train\n"
         "from toolkit.schemes import Async\n"
         "from toolkit.workloads import get_workload\n"
         "s = simulate(Async(64), st.expon(loc=1, scale=0.5), updates=3000, seed=0)\n"
-        "r = train(s, get_workload('mnist1d_mlp'), lr=0.05, seed=0, device='cpu')\n"
+        "r = train(s, get_workload('mnist1d_mlp'), lr=0.05, seed=0, runtime=Runtime('cpu'))\n"
         "assert r.status == 'ok' and len(r.frame) == 3000\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -377,7 +391,7 @@ def test_charlm_replay_accuracy_is_per_position_like_workload_evaluate(tmp_path)
     path = tmp_path / "text.txt"
     path.write_text("ab" * 400 + "aab" * 100, encoding="utf-8")
     wl = get_workload("charlm", path=path, context=8, d_model=8, n_head=2, n_layer=1, batch_size=4)
-    res = train(simulate(Sync(2), DIST, updates=12, seed=0), wl, lr=0.3, seed=0, device="cpu")
+    res = train(simulate(Sync(2), DIST, updates=12, seed=0), wl, lr=0.3, seed=0, runtime=CPU)
     model = wl.make_model(0)
     nn.utils.vector_to_parameters(res.params, model.parameters())
     ref = wl.evaluate(model)
@@ -468,11 +482,11 @@ def test_divergence_is_detected_at_the_next_loss_check():
 def test_deterministic_flag_is_scoped_to_the_run():
     wl = small_classifier()
     sched = simulate(Async(3), DIST, updates=10, seed=0)
-    a = train(sched, wl, seed=0, device="cpu")
+    a = train(sched, wl, seed=0, runtime=CPU)
     assert not torch.are_deterministic_algorithms_enabled()
-    b = train(sched, wl, seed=0, device="cpu", deterministic=True)
+    b = train(sched, wl, seed=0, runtime=Runtime(device="cpu", deterministic=True))
     assert not torch.are_deterministic_algorithms_enabled()  # restored
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert torch.equal(a.params, b.params)
     with pytest.raises(ValueError, match="max_bytes"):
-        train(sched, wl, max_bytes=0)
+        train(sched, wl, memory=Memory(max_bytes=0))

@@ -23,7 +23,7 @@ from torch import nn
 
 from toolkit.cluster.clock import simulate
 from toolkit.cluster.schedule import Schedule
-from toolkit.replay import DataStream, train
+from toolkit.replay import DataStream, Memory, Runtime, train
 from toolkit.schemes import (
     EASGD,
     Async,
@@ -37,6 +37,8 @@ from toolkit.schemes import (
     Sync,
 )
 from toolkit.workloads import Workload, get_workload, seeded_model
+
+CPU = Runtime(device="cpu")
 
 DIST = st.expon(loc=1.0, scale=0.5)
 B = 8
@@ -127,7 +129,7 @@ def assert_matches(res, versions, losses, rtol=1e-9):
 def test_sync_equals_single_process_large_batch_sgd():
     """Sync(n) with batch B per worker == plain SGD with batch n*B on the concatenated batches."""
     wl, n, lr, seed, U = mlp_workload(), 4, 0.2, 3, 25
-    res = train(simulate(Sync(n), DIST, updates=U, seed=1), wl, lr=lr, seed=seed, device="cpu")
+    res = train(simulate(Sync(n), DIST, updates=U, seed=1), wl, lr=lr, seed=seed, runtime=CPU)
     stream = DataStream(wl.n_train, n, B, seed)
     model = wl.make_model(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -149,7 +151,7 @@ def test_sync_equals_single_process_large_batch_sgd():
 def test_sync_momentum_equals_torch_sgd_momentum():
     wl, n, lr, seed, U = mlp_workload(), 2, 0.1, 0, 15
     res = train(
-        simulate(Sync(n), DIST, updates=U, seed=0), wl, lr=lr, momentum=0.9, seed=seed, device="cpu"
+        simulate(Sync(n), DIST, updates=U, seed=0), wl, lr=lr, momentum=0.9, seed=seed, runtime=CPU
     )
     stream = DataStream(wl.n_train, n, B, seed)
     model = wl.make_model(seed)
@@ -165,7 +167,7 @@ def test_sync_momentum_equals_torch_sgd_momentum():
 
 def test_async1_equals_serial_sgd():
     wl, lr, seed, U = mlp_workload(), 0.1, 5, 30
-    res = train(simulate(Async(1), DIST, updates=U, seed=2), wl, lr=lr, seed=seed, device="cpu")
+    res = train(simulate(Async(1), DIST, updates=U, seed=2), wl, lr=lr, seed=seed, runtime=CPU)
     stream = DataStream(wl.n_train, 1, B, seed)
     model = wl.make_model(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -198,7 +200,7 @@ def test_batched_replay_equals_naive_definition(scheme):
     """Waves, grouped batches and vmapped stale versions == one gradient at a time."""
     wl, lr, seed = mlp_workload(), 0.15, 2
     sched = simulate(scheme, DIST, updates=30, seed=3)
-    res = train(sched, wl, lr=lr, seed=seed, device="cpu")
+    res = train(sched, wl, lr=lr, seed=seed, runtime=CPU)
     versions, losses = reference_shared(sched, wl, lr, seed, scheme.rule.machines)
     assert_matches(res, versions, losses)
     used = sched.used
@@ -206,10 +208,10 @@ def test_batched_replay_equals_naive_definition(scheme):
         res.frame["staleness"], used.groupby("update")["staleness"].mean().to_numpy()
     )
     # the wave size does not change the numbers
-    one = train(sched, wl, lr=lr, seed=seed, device="cpu", max_wave=1)
+    one = train(sched, wl, lr=lr, seed=seed, runtime=CPU, memory=Memory(max_wave=1))
     torch.testing.assert_close(one.params, res.params, rtol=1e-10, atol=1e-12)
     # nor does splitting a wave's vmapped call into chunks of at most 2 batches
-    chunked = train(sched, wl, lr=lr, seed=seed, device="cpu", max_samples=2 * B)
+    chunked = train(sched, wl, lr=lr, seed=seed, runtime=CPU, memory=Memory(max_samples=2 * B))
     torch.testing.assert_close(chunked.params, res.params, rtol=1e-10, atol=1e-12)
 
 
@@ -391,7 +393,9 @@ def easgd_reference(wl, sched, scheme, eta, seed):
 def test_easgd_matches_paper_algorithms_on_simulated_schedules(scheme):
     wl, eta, seed = quad(), 0.2, 1
     sched = simulate(scheme, DIST, updates=12, seed=2)
-    res = train(sched, wl, lr=eta, seed=seed, eval_every=1, max_samples=2 * B)  # 2 per call
+    res = train(
+        sched, wl, lr=eta, seed=seed, eval_every=1, memory=Memory(max_samples=2 * B)
+    )  # 2 per call
     xc, centres = easgd_reference(wl, sched, scheme, eta, seed)
     np.testing.assert_allclose(res.params.numpy(), xc, rtol=1e-10, atol=1e-12)
     h = wl.info["hessian_eigenvalues"]
@@ -469,20 +473,28 @@ def test_max_bytes_bounds_the_wave_and_keeps_the_numbers(monkeypatch):
     for scheme in (KBatchAsync(6, 3), EASGD(4, 2, 0.2)):
         sched = simulate(scheme, DIST, updates=30, seed=3)
         calls.clear()
-        ref = train(sched, wl, lr=lr, seed=seed, device="cpu")
+        ref = train(sched, wl, lr=lr, seed=seed, runtime=CPU)
         assert max(k for _, k in calls) > 2  # the default lets the wave grow
         calls.clear()
-        small = train(sched, wl, lr=lr, seed=seed, device="cpu", max_bytes=4 * row + row - 1)
+        small = train(
+            sched, wl, lr=lr, seed=seed, runtime=CPU, memory=Memory(max_bytes=4 * row + row - 1)
+        )
         assert max(k for kind, k in calls if kind == "grads") == 1
         assert max((k for kind, k in calls if kind == "wave"), default=0) <= 2
         torch.testing.assert_close(small.params, ref.params, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(small.frame["train_loss"], ref.frame["train_loss"], rtol=1e-10)
-        tiny = train(sched, wl, lr=lr, seed=seed, device="cpu", max_bytes=1)  # k = 1 everywhere
+        tiny = train(
+            sched, wl, lr=lr, seed=seed, runtime=CPU, memory=Memory(max_bytes=1)
+        )  # k = 1 everywhere
         torch.testing.assert_close(tiny.params, ref.params, rtol=1e-10, atol=1e-12)
     monkeypatch.undo()
     sched = simulate(KBatchAsync(6, 3), DIST, updates=30, seed=3)
     versions, losses = reference_shared(sched, wl, lr, seed, 6)
-    assert_matches(train(sched, wl, lr=lr, seed=seed, device="cpu", max_bytes=1), versions, losses)
+    assert_matches(
+        train(sched, wl, lr=lr, seed=seed, runtime=CPU, memory=Memory(max_bytes=1)),
+        versions,
+        losses,
+    )
 
 
 def test_machines_from_meta_without_a_scheme():
@@ -505,11 +517,11 @@ def test_machines_from_meta_without_a_scheme():
         for w in (0, 1)
     ]
     frame = pd.DataFrame(rows)
-    res = train(Schedule(frame, meta={"machines": 3}), wl, lr=lr, seed=seed, device="cpu")
+    res = train(Schedule(frame, meta={"machines": 3}), wl, lr=lr, seed=seed, runtime=CPU)
     assert res.manifest["machines"] == 3
     sched = Schedule(frame, meta={})
     assert_matches(res, *reference_shared(sched, wl, lr, seed, machines=3))
-    two = train(sched, wl, lr=lr, seed=seed, device="cpu")
+    two = train(sched, wl, lr=lr, seed=seed, runtime=CPU)
     assert two.manifest["machines"] == 2
     assert not torch.allclose(two.params, res.params)  # other shards, other batches
     for bad in (0, 1.5, True):
@@ -577,8 +589,8 @@ def test_version_store_capacity_is_the_most_live_versions(monkeypatch):
     wl, lr, seed = mlp_workload(), 0.3, 5
     versions, losses = reference_shared(sched, wl, lr, seed, machines=2)
     stores = _spy_stores(monkeypatch)
-    for kw in ({}, {"max_wave": 1}):
-        res = train(sched, wl, lr=lr, seed=seed, device="cpu", eval_every=1, **kw)
+    for kw in ({}, {"memory": Memory(max_wave=1)}):
+        res = train(sched, wl, lr=lr, seed=seed, runtime=CPU, eval_every=1, **kw)
         assert (stores[-1].capacity, stores[-1].peak) == (3, 3)
         assert_matches(res, versions, losses)
 
@@ -603,7 +615,7 @@ def test_async_store_holds_about_n_versions_not_max_staleness(monkeypatch):
     sched = simulate(Async(n), DIST, updates=600, seed=0)
     smax = int(sched.used["staleness"].max())
     assert smax > 2 * n
-    res = train(sched, mlp_workload(), lr=0.05, seed=0, device="cpu", eval_every=600)
+    res = train(sched, mlp_workload(), lr=0.01, seed=0, runtime=CPU, eval_every=600)  # stable
     assert res.status == "ok"
     store = stores[-1]
     assert store.peak == store.capacity <= n + waves[-1] < smax + 1

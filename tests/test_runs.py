@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from toolkit.replay import Results, train
+from toolkit.replay import Continuation, Results, train
 from toolkit.runs import RunConfig, run, schedule_for
 from toolkit.schemes import EASGD, Async, Backup, KAsync, Sync
 from toolkit.workloads import get_workload
@@ -95,13 +95,114 @@ def test_a_hand_written_toml_file():
         ({"workload": {"name": "nope"}}, "workload"),
         ({"scheme": {"name": "sync", "n": 0}}, "n"),
         ({"scheme": {"n": 4}}, "scheme"),
+        ({"workload": None}, "workload"),
         ({"seed": -1}, "seed"),
+        ({"nesterov": "yes"}, "nesterov"),
+        ({"plateau": {"window": 0}}, "plateau.window"),
+        ({"plateau": {"window": 3, "delta": -0.1}}, "plateau.delta"),
+        ({"plateau": {"patience": 3}}, "plateau.patience"),
+        ({"engine": {"name": "torchrun"}}, "engine.name"),
+        ({"engine": {"name": "replay", "time_scale": 0.1}}, "engine.time_scale"),
+        ({"engine": {"name": "distributed", "time_scale": -1}}, "engine.time_scale"),
+        ({"engine": {"name": "distributed", "speed": 2}}, "engine.speed"),
+        (
+            {"scheme": {"name": "easgd", "n": 4, "tau": 2, "alpha": 0.1}, "momentum": 0.9},
+            "momentum",
+        ),
     ],
 )
 def test_bad_values_are_errors_naming_the_field(data, name):
-    base = {"scheme": {"name": "sync", "n": 4}}
+    base = {"scheme": {"name": "sync", "n": 4}, "workload": {"name": "logreg"}}
+    table = {k: v for k, v in {**base, **data}.items() if v is not None}
     with pytest.raises(ValueError, match=rf"^{name}\b"):
-        RunConfig.from_dict({**base, **data})
+        RunConfig.from_dict(table)
+
+
+def test_the_engine_is_part_of_the_config_and_its_id():
+    """The default engine (replay) leaves the id as it was; the distributed engine and each of
+    its settings (defaults filled in and written to the file) change it."""
+    from toolkit.runs import EngineSpec
+
+    dist = CONFIG.replace(engine=EngineSpec("distributed"))
+    assert dist.engine.to_dict() == {
+        "name": "distributed",
+        "time_scale": 0.01,
+        "inject": True,
+        "collective": True,
+    }
+    assert "engine" not in CONFIG.to_dict() and CONFIG.engine == EngineSpec()
+    ids = {
+        CONFIG.id(),
+        dist.id(),
+        dist.replace(engine={"name": "distributed", "time_scale": 0.02}).id(),
+    }
+    assert len(ids) == 3
+    assert RunConfig.from_toml(dist.to_toml()) == dist
+    assert "time_scale = 0.01" in dist.to_toml()  # a resumed run reads its settings back
+
+
+def test_nesterov_without_momentum_is_plain_sgd_one_id():
+    assert CONFIG.replace(momentum=0.0, nesterov=True) == CONFIG.replace(momentum=0.0)
+    assert CONFIG.replace(nesterov=True).id() != CONFIG.id()
+    assert "nesterov" not in CONFIG.to_dict()  # ids of configs written before the field stay
+
+
+def test_nesterov_through_replay_is_pytorchs_sgd():
+    """Sync(2) replay with nesterov=True follows torch.optim.SGD(nesterov=True) on the averaged
+    gradient (PyTorch's convention, the same as the schemes' update rule)."""
+    config = RunConfig(
+        scheme=Sync(1),
+        workload="logreg",
+        workload_args={"n_train": 256},
+        lr=0.2,
+        momentum=0.9,
+        nesterov=True,
+        updates=15,
+        seed=0,
+        eval_every=15,
+    )
+    res = run(config)
+    wl = get_workload("logreg", n_train=256)
+    model = wl.make_model(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True)
+    from toolkit.replay import DataStream
+
+    stream = DataStream(wl.n_train, 1, wl.batch_size, 0)
+    for j in range(15):
+        idx = stream.many([0], [j])[0]
+        opt.zero_grad()
+        wl.loss(model(wl.x_train[idx]), wl.y_train[idx]).backward()
+        opt.step()
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(res.params, flat, rtol=1e-5, atol=1e-6)
+    heavy = run(config.replace(nesterov=False))
+    assert not torch.allclose(heavy.params, res.params)
+
+
+def test_plateau_stops_when_the_metric_stops_improving():
+    """The plateau rule (toolkit.runs.stopping): stop at the first evaluation k > window where
+    the best of the last `window` evaluations beats the best before them by <= delta; the budget
+    stays the maximum. Checked against the rule applied by hand to the evaluations of the same
+    run without it."""
+    from toolkit.runs import Plateau
+
+    base = CONFIG.replace(updates=400, eval_every=10, staleness="none", momentum=0.0)
+    full = run(base)
+    acc = full.evaluations["test_accuracy"].to_list()
+    rule = Plateau(window=4, delta=0.002)
+    stop = next(k for k in range(1, len(acc) + 1) if rule.reached(acc[:k], True))
+    res = run(base.replace(plateau=rule))
+    assert res.manifest["stopped"] == "plateau" and full.manifest["stopped"] == "budget"
+    assert len(res.evaluations) == stop < len(acc)
+    pd.testing.assert_frame_equal(res.frame, full.frame.iloc[: len(res.frame)])
+    assert Plateau(2, 0.0).reached([0.5, 0.6, 0.6, 0.6], True)
+    assert not Plateau(2, 0.0).reached([0.5, 0.6, 0.7, 0.6], True)
+    assert Plateau(1, 0.1).reached([1.0, 0.95], False)  # a loss: lower is better
+
+
+def test_run_refuses_an_out_that_is_not_a_path():
+    with pytest.raises(ValueError, match=r"^out"):
+        run(CONFIG, 123)
 
 
 # ------------------------------------------------------------------ runs and directories
@@ -147,10 +248,10 @@ def test_directories_are_never_mixed(tmp_path):
 def test_time_budget_trains_exactly_to_the_budget():
     config = CONFIG.replace(updates=None, time_budget=25.0)
     wl = get_workload("logreg", n_train=1000)
-    sched = schedule_for(config, wl)
+    sched = schedule_for(config, wl.steps)
     times = sched.update_times()
     assert times[-1] <= 25.0
-    longer = schedule_for(config.replace(time_budget=1000.0), wl)
+    longer = schedule_for(config.replace(time_budget=1000.0), wl.steps)
     assert longer.update_times()[len(times)] > 25.0  # the next update is past the budget
     res = run(config)
     assert res.frame["time"].max() <= 25.0 and len(res.frame) == len(times)
@@ -177,12 +278,13 @@ def test_resume_from_every_checkpoint_gives_the_same_numbers(scheme):
     full = run(config)
     snaps = []
     wl = get_workload(config.workload, **config.workload_args)
-    sched = schedule_for(config, wl)
+    sched = schedule_for(config, wl.steps)
     kw = dict(lr=config.lr, momentum=config.momentum, eval_every=10, seed=config.seed)
-    train(sched, wl, safe_point=lambda rows, snap: snaps.append(snap()), **kw)
+    safe_point = lambda rows, snap: snaps.append(snap())  # noqa: E731
+    train(sched, wl, continuation=Continuation(safe_point=safe_point), **kw)
     assert len(snaps) >= 3
     for snap in snaps[:: max(1, len(snaps) // 3)]:
-        _same(train(sched, wl, resume=snap, **kw), full)
+        _same(train(sched, wl, continuation=Continuation(resume=snap), **kw), full)
 
 
 # ------------------------------------------------------------------ real kills

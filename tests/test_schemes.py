@@ -104,7 +104,7 @@ def test_schemes_are_frozen_values():
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.n = 5
     assert Backup(4, 1) == s and hash(Backup(4, 1)) == hash(s)
-    assert s.to_dict() == {"scheme": "backup", "n": 4, "b": 1}
+    assert s.to_dict() == {"name": "backup", "n": 4, "b": 1}
 
 
 def test_make_scheme_builds_every_scheme():

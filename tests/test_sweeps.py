@@ -10,6 +10,7 @@ that could block: faulthandler ends the test process with its tracebacks rather 
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import math
@@ -250,7 +251,8 @@ def test_jobs_are_cut_to_the_cores_unless_forced_and_to_the_runs_to_do(
     tmp_path, monkeypatch, capsys
 ):
     """``--jobs 10^9``: the command line runs as many workers as cores and says so in one line
-    (``--force-jobs`` keeps the number); run_sweep never starts more workers than runs."""
+    (``--force-jobs`` keeps the number; the local executor starts a child per run to do, so
+    never more than the runs)."""
     from toolkit.limits import cores
 
     seen = []
@@ -271,20 +273,6 @@ def test_jobs_are_cut_to_the_cores_unless_forced_and_to_the_runs_to_do(
     )
     assert main([*argv, "--force-jobs"]) == 0 and capsys.readouterr().err == ""
     assert seen == [cores(), 1_000_000_000]
-    monkeypatch.undo()
-
-    class Started(Exception):
-        pass
-
-    class Pool:  # records the workers asked for; no process starts
-        def __init__(self, max_workers, **kwargs):
-            seen.append(max_workers)
-            raise Started
-
-    monkeypatch.setattr(runner, "ProcessPoolExecutor", Pool)
-    with pytest.raises(Started):
-        run_sweep(spec, tmp_path / "t", jobs=1_000_000_000, progress=False)
-    assert seen[-1] == 4  # the four runs of TINY
 
 
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="Slurm is installed here")
@@ -292,11 +280,11 @@ def test_slurm_without_slurm_is_one_line(tmp_path, capsys):
     pytest.importorskip("submitit")
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY)
-    argv = ["sweep", "run", str(spec), "--out", str(tmp_path / "s"), "--backend", "submitit"]
-    assert main([*argv, "--executor", "slurm", "--no-progress"]) == 2
+    argv = ["sweep", "run", str(spec), "--out", str(tmp_path / "s"), "--executor", "submitit"]
+    assert main([*argv, "--submitit-cluster", "slurm", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: executor: ") and "srun" in err, err
-    assert "--executor local" in err
+    assert err.count("\n") == 1 and err.startswith("error: cluster: ") and "srun" in err, err
+    assert "--submitit-cluster local" in err
 
 
 # ------------------------------------------------------------------ the Schedule cache
@@ -309,7 +297,7 @@ def test_cached_schedule_equals_a_fresh_one_and_is_shared_by_an_lr_grid(tmp_path
     assert len(set(paths.values())) == 2 == len(list((tmp_path / "schedules").glob("*.parquet")))
     for p in points:
         cached = Schedule.load(paths[schedule_key(p)])
-        fresh = schedule_for(p, get_workload(p.workload, **p.workload_args))
+        fresh = schedule_for(p, get_workload(p.workload, **p.workload_args).steps)
         pd.testing.assert_frame_equal(cached.frame, fresh.frame)
         assert cached.meta == fresh.meta
     # a run with the cached Schedule gives the numbers of a run that simulates its own
@@ -421,6 +409,138 @@ def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs
     np.testing.assert_array_equal(got["test_loss"], fresh.evaluations["test_loss"])
 
 
+def _slow_spec(tmp_path: Path) -> Path:
+    """Eight runs of a few seconds each: long enough to be stopped part way."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        TINY.replace("updates = 40", "updates = 1500").replace(
+            "lr = [0.1, 0.3]", "lr = [0.03, 0.1, 0.3, 1.0]"
+        )
+    )
+    return spec
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Pids of the processes of session ``sid`` (the runner and everything it started)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # session id; zombies are gone
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "code"),
+    [(signal.SIGINT, False, 130), (signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
+    ids=["sigint-runner-only", "sigint-group", "sigterm-runner-only"],
+)
+def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
+    tmp_path, signum, whole_group, code
+):
+    """SIGINT or SIGTERM to the runner alone (as a scheduler or `kill -INT PID` sends it) or to
+    its whole process group (Ctrl-C in a terminal): the runner stops the runs in flight, exits
+    with 128 + signum within the grace period, prints the command that goes on and no
+    traceback, and leaves no process behind; the same command then runs only what was not
+    complete."""
+    spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command += ["--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while sum(e["event"] == "start" for e in _log(out)) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no two runs started within 180 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=runner.GRACE + 30)
+        left = _session_processes(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err and f"toolkit sweep run {spec} --out {out}" in err, err
+    assert left == [], f"processes left behind: {left}"
+    states = {p.name: runner.store.run_state(p) for p in (out / "runs").iterdir()}
+    complete = {k for k, v in states.items() if v == "complete"}
+    points = {c.id() for c in SweepSpec.load(spec).points()}
+    before = len(_log(out))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    started = [e["id"] for e in _log(out)[before:] if e["event"] == "start"]
+    assert sorted(started) == sorted(points - complete)
+    assert status(out)["complete"] == len(points)
+
+
+def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
+    """Two runners on one sweep directory would run every point twice: the second is refused
+    (one line, exit 2, the holder's pid) while the first holds the lock, and each point runs
+    once."""
+    spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
+    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command += ["--jobs", "1", "--no-progress"]
+    first = subprocess.Popen(
+        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not any(e["event"] == "start" for e in _log(out)):
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        _, err = first.communicate(timeout=600)
+        assert first.returncode == 0, err
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    starts = [e["id"] for e in _log(out) if e["event"] == "start"]
+    assert len(starts) == len(set(starts)) == 8
+
+
+def test_a_lock_left_by_a_dead_runner_is_taken_over(tmp_path):
+    """The lock is a kernel lock on DIR/.lock: a runner killed with SIGKILL leaves the file but
+    not the lock, so the next runner goes on."""
+    out = tmp_path / "sweep"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from toolkit.sweeps.runner import sweep_lock\n"
+        "with sweep_lock(Path(sys.argv[1])):\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another runner \(pid {holder.pid}"):
+            with runner.sweep_lock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert (out / ".lock").exists()
+    with runner.sweep_lock(out):  # taken over
+        pass
+
+
 # ------------------------------------------------------------------ back-ends
 def test_local_pool_gives_the_numbers_of_one_by_one(tmp_path):
     spec = SweepSpec.from_toml(TINY)
@@ -448,19 +568,20 @@ def _kill_first_attempt(task: dict) -> dict:
     return runner.run_point(task)
 
 
-def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
+def test_ray_executor_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
     from ray import cloudpickle  # Ray's own copy pickles its remote functions
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        _, configs, tasks = runner.plan(SweepSpec.from_toml(TINY), tmp_path)
+        _, configs = runner.plan(SweepSpec.from_toml(TINY), tmp_path)
+        tasks = runner.tasks_for(configs, tmp_path)
         results = list(runner._ray(_kill_first_attempt, tasks, 2, None))
         assert (tmp_path / "killed-once").exists()  # a worker did die
         assert sorted(r["id"] for r in results) == sorted(c.id() for c in configs)
         assert all(r["state"] == "complete" for r in results)
-        summary = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "ray", backend="ray")
+        summary = run_sweep(SweepSpec.from_toml(TINY), tmp_path / "ray", executor="ray")
         assert summary["state"].eq("complete").all() and len(summary) == 4
     finally:
         ray.shutdown()
@@ -473,14 +594,14 @@ def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     )
 
 
-def test_submitit_backend_with_its_local_executor(tmp_path, watchdog):
+def test_submitit_executor_with_its_local_cluster(tmp_path, watchdog):
     import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
 
     summary = run_sweep(
         SweepSpec.from_toml(TINY),
         tmp_path,
-        backend="submitit",
-        executor="local",
+        executor="submitit",
+        cluster="local",
         parameters={"timeout_min": 4},
         progress=False,
     )
@@ -493,11 +614,11 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     spec = SweepSpec.from_toml(TINY)
     with pytest.raises(ValueError, match=r"\[ray\] extra"):
-        run_sweep(spec, tmp_path, backend="ray", progress=False)
+        run_sweep(spec, tmp_path, executor="ray", progress=False)
     with pytest.raises(ValueError, match=r"\[slurm\] extra"):
-        run_sweep(spec, tmp_path, backend="submitit", progress=False)
-    with pytest.raises(ValueError, match="backend"):
-        run_sweep(spec, tmp_path, backend="dask", progress=False)
+        run_sweep(spec, tmp_path, executor="submitit", progress=False)
+    with pytest.raises(ValueError, match="executor"):
+        run_sweep(spec, tmp_path, executor="dask", progress=False)
     with pytest.raises(ValueError, match="jobs"):
         run_sweep(spec, tmp_path, jobs=0, progress=False)
 

@@ -3,8 +3,9 @@
 Each layer registers its own subcommands with a ``register(subparsers)`` function in its
 ``cli`` module, so this file only lists them and turns the errors a user can cause into one
 line on stderr: bad input (ValueError) and file-system errors (OSError, with the path) give exit
-code 2, a closed output pipe (``... | head``) ends quietly, Ctrl-C gives exit code 130 (a run
-writes its checkpoint first and says how to resume). ``--debug`` shows the traceback instead.
+code 2, a closed output pipe (``... | head``) ends quietly, Ctrl-C (SIGINT) gives exit code 130
+and SIGTERM 143, at any moment, the imports included (a run writes its checkpoint first and says
+how to resume). ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 # (module, help) pairs; each module has register(subparsers). Imported lazily so that
 # `python -m toolkit theory ...` never imports torch.
@@ -60,10 +63,40 @@ def _error(message: str) -> int:
     return 2
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it ends like a Ctrl-C (exit 143)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise _Terminated("terminated")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    first = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(first if first in COMMANDS else None)
+    """The command line (module docstring); returns the exit code."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt as err:  # also during the imports of build_parser
+        signum = int(getattr(err, "signum", signal.SIGINT))
+        print("interrupted" if signum == signal.SIGINT else "terminated", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
+    debug = "--debug" in argv
+    try:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(first if first in COMMANDS else None)
+    except ValueError as err:  # a command module refused its environment
+        if debug:
+            raise
+        return _error(str(err))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -77,9 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except ValueError as err:
         return _error(str(err))
     except MemoryError:

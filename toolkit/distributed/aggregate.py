@@ -47,6 +47,7 @@ class Aggregator:
     params: torch.Tensor
     lr: float
     momentum: float = 0.0
+    nesterov: bool = False
     staleness: Staleness = field(default_factory=Staleness)
     version: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
@@ -57,7 +58,9 @@ class Aggregator:
             raise ValueError(f"scheme: {self.scheme} keeps replicas; it has no gradient server")
         if rule.delay:
             raise ValueError(f"scheme: {self.scheme} is a collective scheme (all-reduce)")
-        rules = self.scheme.updates(self.lr, momentum=self.momentum, staleness=self.staleness)
+        rules = self.scheme.updates(
+            self.lr, momentum=self.momentum, nesterov=self.nesterov, staleness=self.staleness
+        )
         assert isinstance(rules, Shared)
         self._rules = rules
         self._state = rules.optimizer.init(self.params)

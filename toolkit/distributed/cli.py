@@ -1,8 +1,8 @@
 """``toolkit distributed``: one scheme as real processes on this machine (gloo), with the shared
 scheme and cluster flags, in a run directory (config.toml, the measured schedule.parquet,
-results.parquet, params.pt: :func:`toolkit.distributed.run`); prints the measured step time
-beside the theory's prediction. ``toolkit run CONFIG --backend distributed`` runs a config file
-the same way.
+results.parquet, params.pt: the distributed engine,
+:class:`toolkit.distributed.run.DistributedEngine`); prints the measured step time beside the
+theory's prediction. ``toolkit run CONFIG --engine distributed`` runs a config file the same way.
 
 The ranks are checked against what the machine hosts (:func:`toolkit.distributed.launch.
 check_ranks`) before torch is imported or any process starts; ``--max-ranks`` overrides it."""
@@ -72,11 +72,17 @@ def _run(args: argparse.Namespace) -> int:
 
     from toolkit.cluster import Schedule
     from toolkit.distributed.engine import check_run
-    from toolkit.distributed.run import run
-    from toolkit.runs.config import RunConfig
+    from toolkit.runs import EngineSpec, RunConfig, run
+    from toolkit.runs.cli import summary_line
     from toolkit.runs.directory import SCHEDULE_FILE
     from toolkit.theory import step_time
 
+    engine = EngineSpec(
+        "distributed",
+        time_scale=args.time_scale,
+        inject=not args.no_inject,
+        collective=not args.server,
+    )
     config = RunConfig(
         scheme=scheme,
         workload=args.workload,
@@ -85,18 +91,11 @@ def _run(args: argparse.Namespace) -> int:
         updates=args.updates,
         seed=args.seed,
         eval_every=args.eval_every,
+        engine=engine,
     )
-    check_run(config, collective=not args.server)  # before run() makes the run directory
+    check_run(config)  # before run() makes the run directory
     out = Path(args.out)
-    res = run(
-        config,
-        out,
-        progress=not args.no_progress,
-        time_scale=args.time_scale,
-        inject=not args.no_inject,
-        collective=not args.server,
-        timeout=args.timeout,
-    )
+    res = run(config, out, progress=not args.no_progress, timeout=args.timeout)
     schedule = Schedule.load(out / SCHEDULE_FILE)
     times = res.frame["time"].to_numpy()
     if config.scheme.rule.period:  # theory's step time is per local step
@@ -118,5 +117,6 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("test_loss", "test_accuracy"):
         if np.isfinite(last[name]):
             print(f"  {name:<24}{last[name]:.4f}")
-    print(f"{res.status}: wrote {out} (config.toml, {SCHEDULE_FILE}, results.parquet, params.pt)")
+    print(summary_line(res, measured=True))
+    print(f"wrote {out} (config.toml, {SCHEDULE_FILE}, results.parquet, params.pt, trace.csv)")
     return 0

@@ -68,7 +68,7 @@ def shared(r, t0: float) -> torch.Tensor:
     run at most ``delay + 1`` updates apart, so ``delay + 3`` kept checkpoints always hold one
     that every rank has written."""
     d, world = r.scheme.rule.delay, r.world
-    rules = r.scheme.updates(r.lr, momentum=r.config.momentum, staleness=r.staleness)
+    rules = r.rules
     params = r.fm.flat()
     state = rules.optimizer.init(params)
     pending: deque = deque()  # (row, work, gradient, done-stamp) in update order

@@ -27,6 +27,7 @@ from toolkit.distributed.collective import Row
 from toolkit.distributed.launch import check_ranks, launch, path_of, world_size
 from toolkit.models import as_compute, parse_compute
 from toolkit.runs.config import RunConfig
+from toolkit.runs.engine import EngineSpec
 
 __all__ = ["check_run", "collect", "path_of", "run_distributed", "world_size", "write_job"]
 
@@ -35,9 +36,6 @@ def run_distributed(
     config: RunConfig,
     *,
     updates: int | None = None,
-    time_scale: float = 0.01,
-    inject: bool = True,
-    collective: bool = True,
     timeout: float = 300.0,
     wait_timeout: float = 30.0,
     eval_every: int | None = None,
@@ -46,9 +44,10 @@ def run_distributed(
     resume: bool = False,
 ) -> tuple[Schedule, torch.Tensor]:
     """Run ``config`` (``updates`` updates, default ``config.updates``) as one process per rank
-    on this machine. ``time_scale``: seconds of injected delay per unit of the config's step-time
-    model (``inject=False`` for none, on a real cluster); ``collective``: Sync by ``all_reduce``
-    (else through the server, like Backup(n, 0)); ``timeout`` bounds the whole run,
+    on this machine, with its engine settings (:class:`toolkit.runs.engine.EngineSpec`:
+    ``time_scale`` seconds of injected delay per unit of the config's step-time model,
+    ``inject``, and ``collective``: Sync by ``all_reduce``, else through the server like
+    Backup(n, 0)); ``timeout`` bounds the whole run,
     ``wait_timeout`` each wait for a message. A worker of a server scheme may die (SIGKILL, a
     lost node) while the scheme can go on: Backup(n, b) while n workers are left, Async and
     asynchronous EASGD while one is; ``schedule.meta["died"]`` lists them. A collective run
@@ -65,8 +64,8 @@ def run_distributed(
         raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
     check_positive("timeout", timeout)
-    check_run(config, collective)
-    path = path_of(scheme, collective)
+    check_run(config)
+    path = path_of(scheme, config.engine.collective is not False)
     with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
         folder = Path(out) if out is not None else Path(tmp)
         again = resume_point(folder, world_size(scheme, path), path) if resume else None
@@ -82,9 +81,6 @@ def run_distributed(
             config,
             folder,
             updates=updates,
-            time_scale=time_scale,
-            inject=inject,
-            collective=collective,
             wait_timeout=wait_timeout,
             eval_every=eval_every,
             resume=again,
@@ -103,11 +99,11 @@ def run_distributed(
         return collect(folder, died=[r - 1 for r in died])
 
 
-def check_run(config: RunConfig, collective: bool = True) -> None:
+def check_run(config: RunConfig) -> None:
     """What :func:`run_distributed` checks before any process starts: the ranks against what
     the machine hosts (:func:`~toolkit.distributed.launch.check_ranks`) and the step-time model,
     built as every rank builds it (a law with negative step times fails here, not in a rank)."""
-    check_ranks(config.scheme, collective)
+    check_ranks(config.scheme, config.engine.collective is not False)
     as_compute(parse_compute(config.compute))
 
 
@@ -116,9 +112,6 @@ def write_job(
     folder: str | Path,
     *,
     updates: int | None = None,
-    time_scale: float = 0.01,
-    inject: bool = True,
-    collective: bool = True,
     wait_timeout: float = 30.0,
     eval_every: int | None = None,
     resume: dict | None = None,
@@ -127,10 +120,13 @@ def write_job(
     toolkit.distributed.process JOB``), and return its path: on one machine
     :func:`run_distributed` starts the ranks itself; across machines a launcher does
     (``torchrun`` or ``srun``, README), with ``folder`` on storage every node can write, and
-    :func:`collect` reads the result."""
+    :func:`collect` reads the result. The engine settings are the config's (``config.engine``;
+    a config of another engine runs with the distributed engine's defaults)."""
     updates = check_int("updates", config.updates if updates is None else updates)
-    check_positive("time_scale", time_scale, allow_zero=True)
     check_positive("wait_timeout", wait_timeout)
+    if config.engine.name != "distributed":
+        config = config.replace(engine=EngineSpec("distributed"))
+    engine = config.engine
     if eval_every is not None:
         check_int("eval_every", eval_every, 1)
     folder = Path(folder)
@@ -138,9 +134,9 @@ def write_job(
     job = {
         "config": config.to_dict(),
         "updates": updates,
-        "time_scale": float(time_scale),
-        "inject": bool(inject),
-        "path": path_of(config.scheme, collective),
+        "time_scale": float(engine.time_scale),
+        "inject": bool(engine.inject),
+        "path": path_of(config.scheme, engine.collective),
         "pg_timeout": float(wait_timeout),
         "wait_timeout": float(wait_timeout),
         "eval_every": eval_every,

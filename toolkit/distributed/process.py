@@ -37,8 +37,8 @@ from toolkit.models.seeds import child_seed
 from toolkit.models.stragglers import Streams
 from toolkit.replay.batched import DataStream, FlatModel, batches
 from toolkit.runs.config import RunConfig
+from toolkit.runs.engine import prepare
 from toolkit.schemes.updates import Staleness
-from toolkit.workloads import get_workload
 
 PATHS = {  # path: (what rank 0 runs, what the other ranks run)
     "shared": (collective.shared, collective.shared),
@@ -55,12 +55,11 @@ class Rank:
         self.job, self.rank, self.world = job, rank, world
         self.config = config = RunConfig.from_dict(job["config"])
         self.scheme = config.scheme
-        workload = get_workload(config.workload, **config.workload_args).with_dtype(config.dtype)
-        self.workload = workload
+        prep = prepare(config)
+        self.workload = workload = prep.workload
         self.machines = self.scheme.rule.machines
-        self.lr = workload.lr if config.lr is None else config.lr
-        batch = workload.batch_size if config.batch_size is None else config.batch_size
-        self.stream = DataStream(workload.n_train, self.machines, batch, config.seed)
+        self.lr = prep.lr
+        self.stream = DataStream(workload.n_train, self.machines, prep.batch_size, config.seed)
         self.fm = FlatModel(workload.make_model(config.seed), workload.loss)
         self.data = {"x": workload.x_train, "y": workload.y_train}
         model = as_compute(parse_compute(config.compute))
@@ -68,6 +67,9 @@ class Rank:
         self.scale = float(job["time_scale"]) if job["inject"] else 0.0
         self.updates = int(job["updates"])
         self.staleness = Staleness(config.staleness, config.max_staleness)
+        self.rules = self.scheme.updates(
+            self.lr, momentum=config.momentum, nesterov=config.nesterov, staleness=self.staleness
+        )  # the scheme's update math, as replay applies it
         log = Path(job["out"]) / f"rank{rank}.rows"
         before = log.read_text().count("\n") if log.exists() else 0  # kept by a resume
         self._log = log.open("a", buffering=1)

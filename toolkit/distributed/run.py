@@ -1,6 +1,7 @@
-"""``run(config, out)`` on the real backend: the RunConfig as processes, written to the same run
-directory (:class:`toolkit.runs.directory.RunDirectory`) and the same Results table as replay
-(:mod:`toolkit.replay.results`), from what the processes measured.
+"""The real backend as an engine (:class:`DistributedEngine`, ``engine = {name =
+"distributed"}`` in a RunConfig; :func:`toolkit.runs.run` runs it): the RunConfig as processes,
+written to the same run directory (:class:`toolkit.runs.directory.RunDirectory`) and the same
+Results table as replay (:mod:`toolkit.replay.results`), from what the processes measured.
 
 Results rows (one per update; one per centre update for replica schemes):
 
@@ -43,9 +44,9 @@ from toolkit.replay.results import Results
 from toolkit.replay.train import provenance
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import RunDirectory
-from toolkit.workloads import get_workload
+from toolkit.runs.engine import Prepared, RunOutcome, prepare
 
-__all__ = ["TRACE_FILE", "run", "trace"]
+__all__ = ["TRACE_FILE", "DistributedEngine", "measured_results", "trace"]
 
 RANKS_DIR = "ranks"
 TRACE_FILE = "trace.csv"
@@ -59,80 +60,76 @@ def trace(schedule) -> pd.DataFrame:
     return g[["worker", "batch", "compute_time"]].sort_values(["worker", "batch"])
 
 
-def run(
-    config: RunConfig,
-    out: str | Path | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    time_scale: float = 0.01,
-    inject: bool = True,
-    collective: bool = True,
-    timeout: float | None = None,
-    wait_timeout: float = 30.0,
-) -> Results:
-    """Run ``config`` on the real backend (one process per rank on this machine) and return its
-    Results; with ``out``, in a run directory. ``config.updates`` (else the workload's step
-    budget) updates, local steps for replica schemes. ``timeout`` bounds the run (default: 60 s
-    plus 1 s per update). The ranks checkpoint at every evaluation point; ``resume`` goes on
-    from the newest checkpoint of a run that stopped part-way (a killed launcher, a lost node)
-    and returns a complete run's Results. Engine options as
-    :func:`toolkit.distributed.run_distributed`."""
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
-    for name in ("time_budget", "target"):
-        if getattr(config, name) is not None:
-            raise ValueError(
-                f"{name}: the real backend runs a fixed number of updates; give updates instead"
-            )
-    workload = get_workload(config.workload, **config.workload_args).with_dtype(config.dtype)
-    updates = config.updates if config.updates is not None else workload.steps
-    directory = RunDirectory(out, config, resume=resume, overwrite=overwrite) if out else None
-    if directory is not None and directory.complete:
-        return Results.load(directory.path)
-    again = directory is not None and (directory.path / RANKS_DIR).exists()  # stopped part-way
-    scheme = config.scheme
-    rows = updates // scheme.rule.period if scheme.rule.period else updates
-    if scheme.rule.period and not scheme.rule.barrier:
-        rows *= scheme.rule.machines  # asynchronous EASGD: one row per exchange
-    every = config.eval_every or max(1, math.ceil(rows / 20))
-    start = time.perf_counter()
-    path = path_of(scheme, collective)
-    world = world_size(scheme, path)
-    bar = _Progress(rows, path, str(scheme)) if progress else None
-    with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
-        folder = directory.path / RANKS_DIR if directory is not None else Path(tmp)
-        try:
-            schedule, params = run_distributed(
-                config,
-                updates=updates,
-                time_scale=time_scale,
-                inject=inject,
-                collective=collective,
-                timeout=60.0 + updates if timeout is None else timeout,
-                wait_timeout=wait_timeout,
-                eval_every=every,
-                out=folder,
-                watch=bar,
-                resume=again,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        logs = read_logs(folder, world)[0]
-        schedule.meta["nbytes"] = params.numel() * params.element_size()  # for replay's bytes
-        res = measured_results(schedule, logs, params, config, workload, every, folder)
-    res.manifest.update(
-        wall_seconds=time.perf_counter() - start,
-        engine={"name": "distributed", "time_scale": time_scale if inject else 0.0},
-    )
-    if directory is not None:
-        trace(schedule).to_csv(directory.path / TRACE_FILE, index=False)
-        directory.save_schedule(schedule)
-        res.manifest["run_id"] = directory.id
-        directory.finish(res)
-    return res
+class DistributedEngine:
+    """The real backend as an engine (:mod:`toolkit.runs.engine`): ``config`` runs as one
+    process per rank on this machine, with the engine settings of ``config.engine``
+    (``time_scale``, ``inject``, ``collective``); ``config.updates`` (else the workload's step
+    budget) updates, local steps for replica schemes. Options: ``timeout`` bounds the run
+    (default: 60 s plus 1 s per update), ``wait_timeout`` each wait for a message. The ranks
+    checkpoint at every evaluation point in the run directory; a run directory of a run that
+    stopped part-way (a killed launcher, a lost node) goes on from its newest checkpoint."""
+
+    name = "distributed"
+
+    def run(
+        self,
+        config: RunConfig,
+        directory: RunDirectory | None,
+        *,
+        progress: bool = False,
+        schedule=None,
+        timeout: float | None = None,
+        wait_timeout: float = 30.0,
+    ) -> RunOutcome:
+        if schedule is not None:
+            raise ValueError("schedule: the distributed engine measures its Schedule")
+        for name in ("time_budget", "target", "plateau"):
+            if getattr(config, name) is not None:
+                raise ValueError(
+                    f"{name}: the real backend runs a fixed number of updates; give updates instead"
+                )
+        prep = prepare(config)
+        updates = prep.updates
+        engine = config.engine
+        again = directory is not None and (directory.path / RANKS_DIR).exists()  # part-way
+        scheme = config.scheme
+        rows = updates // scheme.rule.period if scheme.rule.period else updates
+        if scheme.rule.period and not scheme.rule.barrier:
+            rows *= scheme.rule.machines  # asynchronous EASGD: one row per exchange
+        every = config.eval_every or max(1, math.ceil(rows / 20))
+        start = time.perf_counter()
+        path = path_of(scheme, engine.collective)
+        world = world_size(scheme, path)
+        bar = _Progress(rows, path, str(scheme)) if progress else None
+        with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
+            folder = directory.path / RANKS_DIR if directory is not None else Path(tmp)
+            try:
+                schedule, params = run_distributed(
+                    config,
+                    updates=updates,
+                    timeout=60.0 + updates if timeout is None else timeout,
+                    wait_timeout=wait_timeout,
+                    eval_every=every,
+                    out=folder,
+                    watch=bar,
+                    resume=again,
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+            logs = read_logs(folder, world)[0]
+            schedule.meta["nbytes"] = params.numel() * params.element_size()  # replay's bytes
+            res = measured_results(schedule, logs, params, config, prep, every, folder)
+        res.manifest["wall_seconds"] = time.perf_counter() - start
+        died = schedule.meta.get("died") or []
+        if died:  # the scheme carried on without them (else run_distributed raised)
+            lost = ", ".join(str(w) for w in died)
+            note = f"lost worker(s) {lost}; {scheme} carried on without them"
+            res.message = f"{res.message}; {note}" if res.message else note
+        if directory is not None:
+            trace(schedule).to_csv(directory.path / TRACE_FILE, index=False)
+            directory.save_schedule(schedule)
+        return RunOutcome(schedule, res)
 
 
 def measured_results(
@@ -140,12 +137,13 @@ def measured_results(
     logs: list[list],
     params: torch.Tensor,
     config: RunConfig,
-    workload,
+    prep: Prepared,
     every: int,
     folder: Path,
 ) -> Results:
     """The Results table of a measured run (module docstring) from its Schedule, the ranks'
     rows (with their losses) and rank 0's snapshots in ``folder``."""
+    workload = prep.workload
     log = pd.DataFrame(logs, columns=ROW)
     fm = FlatModel(workload.make_model(config.seed), workload.loss)
     nbytes = schedule.meta.get("nbytes", fm.size * fm.dtype.itemsize)
@@ -191,21 +189,12 @@ def measured_results(
         first = int(np.flatnonzero(bad)[0])
         status, message = "diverged", f"train loss became non-finite at row {first}"
     manifest = {
-        "scheme": config.scheme.to_dict(),
-        "workload": workload.name,
-        "lr": workload.lr if config.lr is None else config.lr,
-        "batch_size": workload.batch_size if config.batch_size is None else config.batch_size,
-        "momentum": config.momentum,
-        "seed": int(config.seed),
-        "staleness": config.staleness,
-        "machines": int(config.scheme.rule.machines),
         "parameters": int(fm.size),
         "schedule_status": schedule.status,
         "schedule_meta": schedule.meta,
         "rows": "per centre update" if replicas else "per update",
         "eval_every": every,
-        "metric": workload.metric,
-        "target": workload.target,
+        "stopped": "diverged" if status == "diverged" else "budget",
         **provenance(torch.device("cpu")),
     }
     return Results(table, manifest, status, message, params.detach().cpu().clone())

@@ -173,7 +173,12 @@ def _start_server(r, size: int, dtype: torch.dtype, pool: Workers) -> queue.Queu
 # ------------------------------------------------------------------ shared parameters
 def server(r, t0: float) -> torch.Tensor:
     agg = Aggregator(
-        r.scheme, r.fm.flat(), lr=r.lr, momentum=r.config.momentum, staleness=r.staleness
+        r.scheme,
+        r.fm.flat(),
+        lr=r.lr,
+        momentum=r.config.momentum,
+        nesterov=r.config.nesterov,
+        staleness=r.staleness,
     )
     rule = r.scheme.rule
     pool = Workers(r, lambda: agg.version >= r.updates)

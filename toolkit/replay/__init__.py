@@ -9,13 +9,16 @@ the table.
 from toolkit.replay.batched import DataStream, FlatModel, VersionStore, resolve_device
 from toolkit.replay.replicas import ReplicaState
 from toolkit.replay.results import Results
-from toolkit.replay.train import scheme_from_meta, train
+from toolkit.replay.train import Continuation, Memory, Runtime, scheme_from_meta, train
 
 __all__ = [
+    "Continuation",
     "DataStream",
     "FlatModel",
+    "Memory",
     "ReplicaState",
     "Results",
+    "Runtime",
     "VersionStore",
     "resolve_device",
     "scheme_from_meta",

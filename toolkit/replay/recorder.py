@@ -1,31 +1,40 @@
-"""The rows of a replay run: train losses kept on the device, evaluations at check points,
-checkpoints, the divergence check, and an optional stop at a target metric."""
+"""The rows of a replay run: train losses kept on the device, evaluations at check points, the
+divergence check, and an optional stopping rule asked after every evaluation."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["CHECK_EVERY", "Recorder"]
+__all__ = ["BLOWUP", "CHECK_EVERY", "Recorder"]
 
 # Rows between two host reads of the device-side train losses (divergence checks).
 CHECK_EVERY = 256
+# A run whose last train loss is above BLOWUP x max(first row's loss, 1) diverged, as one with a
+# non-finite loss did: a learning rate far past the stable range can keep the loss finite (e.g.
+# 1e17) without training. Judged at the end, not on the way: near the stability edge a run can
+# pass through a transient of 1e5 x its first loss and still converge (non-normal growth of the
+# delayed iteration, seen on the quadratic with dropped stale gradients).
+BLOWUP = 1e4
 
 
 class Recorder:
-    """Collects rows, runs evaluations, checkpoints, and detects divergence.
+    """Collects rows, runs evaluations, and detects divergence.
 
     Train losses stay on the device (``loss_dev``, float64, one slot per row, written by the
     replay loops) and are copied to the host in one transfer at every evaluation point and
     every ``check_every`` rows, so an update costs no host<->device synchronisation. Divergence
     (a non-finite train loss) is therefore detected at those points: the run stops at the first
-    check after it, keeping every row up to the check (their losses are NaN/inf). ``stop_at``
-    (an evaluation's metrics -> bool) ends the run at the first evaluation where it holds
-    (``stopped`` says why). :meth:`state` and :meth:`restore` carry the rows across a resume.
+    check after it, keeping every row up to the check; :meth:`finish` also calls a run diverged
+    whose last train loss is above :data:`BLOWUP` times max(the first row's, 1). ``stop`` (the
+    evaluations so far, oldest first -> a reason or None) ends the run at the first evaluation
+    where it gives a reason (``stopped``).
+    :meth:`state` and :meth:`restore` carry the rows across a resume.
     """
 
     def __init__(
@@ -33,19 +42,17 @@ class Recorder:
         n_rows: int,
         eval_every: int,
         evaluate: Callable[[torch.Tensor], dict],
-        checkpoint: Callable[[], None],
         bar,
         device: torch.device,
         check_every: int = CHECK_EVERY,
-        stop_at: Callable[[dict], bool] | None = None,
+        stop: Callable[[list[dict]], str | None] | None = None,
     ) -> None:
         self.n_rows = n_rows
         self.eval_every = eval_every
         self.evaluate = evaluate
-        self.checkpoint = checkpoint
         self.bar = bar
         self.check_every = check_every
-        self.stop_at = stop_at
+        self.stop = stop
         self.loss_dev = torch.full((n_rows,), math.nan, dtype=torch.float64, device=device)
         self.loss = np.full(n_rows, math.nan)
         self.has_loss = np.zeros(n_rows, dtype=bool)
@@ -83,11 +90,21 @@ class Recorder:
             if not math.isfinite(res["test_loss"]):
                 self.diverged = f"test loss became {res['test_loss']} at update {update}"
                 return False
-            self.checkpoint()
-            if self.stop_at is not None and self.stop_at(res):
-                self.stopped = f"target reached at update {update}"
-                return False
+            if self.stop is not None:
+                why = self.stop([self.test[i] for i in sorted(self.test)])
+                if why:
+                    self.stopped = f"{why} at update {update}"
+                    return False
         return True
+
+    def reason(self) -> str:
+        """Why the run ended: ``"diverged"``, the stopping rule's reason (its first word:
+        ``"target"``, ``"plateau"``) or ``"budget"`` (every row of the Schedule)."""
+        if self.diverged:
+            return "diverged"
+        if self.stopped:
+            return re.match(r"\w+", self.stopped).group()
+        return "budget"
 
     def sync(self) -> bool:
         """Copy the new rows' train losses to the host; False at a non-finite one."""
@@ -104,6 +121,21 @@ class Recorder:
             self.diverged = f"train loss became {vals[i]} at update {self.rows[a + i][0]}"
             return False
         return True
+
+    def finish(self) -> None:
+        """At the end of training: a run whose last train loss is above BLOWUP x max(first, 1)
+        diverged (module constant)."""
+        self.sync()
+        r = len(self.rows)
+        loss = self.loss[:r][self.has_loss[:r]]
+        if self.diverged or len(loss) < 2:
+            return
+        limit = BLOWUP * max(abs(float(loss[0])), 1.0)
+        if abs(float(loss[-1])) > limit:
+            self.diverged = (
+                f"train loss ended at {loss[-1]:.4g}, above {BLOWUP:g} x max(first loss, 1) = "
+                f"{limit:.4g}"
+            )
 
     def state(self) -> dict:
         """The rows so far, as tensors and plain values (a checkpoint's ``rec`` entry)."""

@@ -152,16 +152,15 @@ def replay_replicas(
     stream,
     data: dict,
     rec: Recorder,
-    state: dict,
     *,
     nbytes: float | None,
     max_samples: int,
     max_rows: int,
     safe_point=None,
     resume: dict | None = None,
-) -> None:
-    """Replay a replica Schedule (module docstring); one row per centre update goes to ``rec``
-    and the centre to ``state["params"]``. After every centre update ``safe_point(rows,
+) -> torch.Tensor:
+    """Replay a replica Schedule (module docstring); one row per centre update goes to ``rec``;
+    returns the centre (where training stopped). After every centre update ``safe_point(rows,
     snapshot)`` (when given) may take ``snapshot()``: the replicas, centre, rule states and
     positions, which ``resume`` takes back."""
     frame = schedule.frame
@@ -186,7 +185,6 @@ def replay_replicas(
             resume[k].numpy().copy() for k in ("pos", "qpos", "limit", "cnt")
         )
         loss_acc = resume["acc"].to(dev)
-    state["params"] = reps.centre
     # points + gradients (+ temporaries of the momentum rule), [k, P] each, within max_bytes
     per_call = max(1, min(max_samples // stream.batch_size, max_rows // 4))
     for k_i in range(first, len(bounds) - 1):
@@ -209,7 +207,6 @@ def replay_replicas(
             pos[active] += 1
         ws_t = torch.as_tensor(ws, device=dev)
         reps.exchange(ws_t, ws)
-        state["params"] = reps.centre
         cnt = int(loss_cnt[ws].sum())
         if cnt:
             rec.loss_dev[k_i] = loss_acc.index_select(0, ws_t).sum() / cnt
@@ -221,7 +218,7 @@ def replay_replicas(
         row_bytes = float("nan") if nbytes is None else 2.0 * nbytes * float(bounds[k_i + 1])
         t = float(ex_t[bounds[k_i] : bounds[k_i + 1]].max())
         if not rec.add(k_i, t, 0.0, row_bytes, reps.centre, has_loss=bool(cnt)):
-            return
+            return reps.centre
         if safe_point is not None:
 
             def snapshot(k=k_i + 1) -> dict:
@@ -235,3 +232,4 @@ def replay_replicas(
                 }
 
             safe_point(k_i + 1, snapshot)
+    return reps.centre

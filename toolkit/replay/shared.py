@@ -144,7 +144,6 @@ def replay_shared(
     stream,
     data: dict,
     rec: Recorder,
-    state: dict,
     *,
     nbytes: float | None,
     max_wave: int,
@@ -152,11 +151,11 @@ def replay_shared(
     max_rows: int,
     safe_point=None,
     resume: dict | None = None,
-) -> None:
-    """Replay a shared-parameter Schedule (module docstring); rows go to ``rec`` and the newest
-    parameters to ``state["params"]``. After every wave ``safe_point(rows, snapshot)`` (when
-    given) may take ``snapshot()``, everything needed to continue from there, which ``resume``
-    takes back: the versions still needed, the optimizer state and the rows."""
+) -> torch.Tensor:
+    """Replay a shared-parameter Schedule (module docstring); rows go to ``rec``; returns the
+    newest parameters (where training stopped). After every wave ``safe_point(rows,
+    snapshot)`` (when given) may take ``snapshot()``, everything needed to continue from there,
+    which ``resume`` takes back: the versions still needed, the optimizer state and the rows."""
     per_grad = stream.batch_size
     # direction [nu, P] gets half of the max_bytes budget, each vmapped call the other half
     plan = _plan(
@@ -183,7 +182,7 @@ def replay_shared(
         buf.restore(resume["versions"])
         if resume["opt"] is not None:
             opt_state = resume["opt"].to(device=dev, dtype=flat0.dtype)
-    state["params"] = buf[first]
+    params = buf[first]
     per_call_rows = max(1, max_rows // 4)  # gathered versions + their gradients, [k, P] each
     dir_buf = torch.empty((wave_max, fm.size), dtype=flat0.dtype, device=dev)
     cnt_div = torch.as_tensor(np.maximum(plan.count, 1), dtype=torch.float64, device=dev)
@@ -227,9 +226,9 @@ def replay_shared(
             nxt = buf.push(in_place=in_place)  # elementwise: nxt may alias cur
             step, opt_state = opt.update(d, opt_state)
             torch.add(cur, step.direction, alpha=step.scale, out=nxt)
-            state["params"] = nxt
+            params = nxt
             if not rec.add(u, t, stal, sent, nxt, has_loss=has_loss):
-                return
+                return params
         if safe_point is not None:
 
             def snapshot(u1=u1, opt_state=opt_state) -> dict:
@@ -237,6 +236,7 @@ def replay_shared(
                 return {"path": "shared", "next": u1, "versions": buf.state(), "opt": opt}
 
             safe_point(u1, snapshot)
+    return params
 
 
 def _waves(count: np.ndarray, maxver: np.ndarray, max_wave: int, max_grads: int) -> np.ndarray:

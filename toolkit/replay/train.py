@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time as _time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,34 +30,25 @@ from toolkit.replay.recorder import Recorder
 from toolkit.replay.replicas import replay_replicas
 from toolkit.replay.results import Results
 from toolkit.replay.shared import replay_shared
-from toolkit.schemes import STALENESS, Scheme, Shared, Staleness, make_scheme
+from toolkit.schemes import STALENESS, Scheme, Shared, Staleness
 from toolkit.schemes.updates import sgd
 from toolkit.workloads import get_workload
 from toolkit.workloads.base import Workload
 
-__all__ = ["scheme_from_meta", "train"]
+__all__ = ["Continuation", "Memory", "Runtime", "scheme_from_meta", "train"]
 
-OPTIMIZERS = ("sgd",)
 MAX_BYTES = 1 << 30  # default bound on the per-wave [k, P] tensors (see train)
 
 
 def scheme_from_meta(meta: dict) -> Scheme | None:
-    """The scheme recorded in a Schedule's meta (``meta["scheme"]`` as ``Scheme.to_dict()``, or
-    a name with fields in ``meta["scheme_fields"]``), or None when there is none."""
+    """The scheme recorded in a Schedule's meta (``meta["scheme"]``, written by
+    ``Scheme.to_dict()``), or None when there is none."""
     spec = meta.get("scheme") if isinstance(meta, dict) else None
     if spec is None:
         return None
-    if isinstance(spec, Scheme):
-        return spec
-    if isinstance(spec, str):
-        return make_scheme(spec, **dict(meta.get("scheme_fields", {})))
-    if isinstance(spec, dict):
-        fields = dict(spec)
-        name = fields.pop("scheme", None) or fields.pop("name", None)
-        if name is None:
-            raise ValueError("schedule: meta['scheme'] has no 'scheme' name")
-        return make_scheme(str(name), **fields)
-    raise ValueError(f"schedule: cannot read a scheme from meta['scheme']={spec!r}")
+    if not isinstance(spec, dict):
+        raise ValueError(f"schedule: cannot read a scheme from meta['scheme']={spec!r}")
+    return Scheme.from_dict(spec)
 
 
 @functools.cache
@@ -97,77 +89,104 @@ def _machines(scheme: Scheme | None, meta: dict, workers: np.ndarray) -> int:
     return int(given)
 
 
-def _rules(scheme: Scheme | None, exchanges: bool, lr: float, momentum: float, staleness):
+def _rules(scheme, exchanges: bool, lr: float, momentum: float, nesterov: bool, staleness):
     """The update rule: the scheme's own, or plain shared SGD for a Schedule without one."""
     if scheme is None:
         if exchanges:
             raise ValueError("scheme: a replica Schedule (exchange rows) needs its scheme")
-        return Shared(staleness, sgd(lr, momentum))
+        return Shared(staleness, sgd(lr, momentum, nesterov))
     if exchanges and not scheme.rule.replicas:
         raise ValueError("schedule: exchange rows in a shared-parameter schedule")
-    return scheme.updates(lr, momentum=momentum, staleness=staleness)
+    return scheme.updates(lr, momentum=momentum, nesterov=nesterov, staleness=staleness)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Memory bounds of a replay (results do not depend on them beyond float rounding):
+    ``max_wave`` caps the updates per wave, ``max_samples`` the samples per vmapped call, and
+    ``max_bytes`` (default 1 GiB) the per-wave [k, P] tensors of P parameters: the wave's update
+    directions get at most half of it, each vmapped call's gathered versions and gradients the
+    other half (at least one row each). Not counted: the version store [L, P], L the most
+    versions live at once (about n for Async(n), not max staleness + 1), and the replicas
+    [n, P] (state the schedule itself needs), activations (bounded by ``max_samples``) and the
+    data."""
+
+    max_wave: int = 512
+    max_samples: int = 1 << 16
+    max_bytes: int = MAX_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_wave", "max_samples", "max_bytes"):
+            check_int(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a replay runs: ``device`` (``"auto"``: CUDA when available),
+    ``deterministic`` (``torch.use_deterministic_algorithms(True)`` for the run, restored
+    afterwards; on CUDA, without it, index/embedding backward kernels accumulate with atomics
+    and results vary at rounding level from run to run; CUDA also needs
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``; on CPU results are bitwise reproducible either way)
+    and ``progress`` (a progress bar)."""
+
+    device: str | torch.device = "auto"
+    deterministic: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """How a replay can be stopped and continued (:mod:`toolkit.runs`): at every safe point
+    (after each wave of updates, after each centre update) ``safe_point(rows, snapshot)`` may
+    call ``snapshot()`` for everything needed to continue (parameters still needed, optimizer,
+    replica and exchange states, positions, rows, torch's RNG state) and may raise to stop;
+    ``resume=snapshot`` continues from one, to the same numbers as a run that never stopped."""
+
+    safe_point: Callable[[int, Callable[[], dict]], None] | None = None
+    resume: dict | None = None
 
 
 def train(
     schedule: Schedule,
     workload: Workload | str,
-    optimizer: str = "sgd",
     lr: float | None = None,
     *,
     scheme: Scheme | None = None,
     batch_size: int | None = None,
     momentum: float = 0.0,
-    eval_every: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
+    nesterov: bool = False,
     staleness: str = "none",
     max_staleness: int | None = None,
-    max_wave: int = 512,
-    max_samples: int = 1 << 16,
-    max_bytes: int = MAX_BYTES,
-    deterministic: bool = False,
-    progress: bool = False,
-    out: str | Path | None = None,
-    stop_at: Callable[[dict], bool] | None = None,
-    safe_point: Callable[[int, Callable[[], dict]], None] | None = None,
-    resume: dict | None = None,
+    eval_every: int | None = None,
+    seed: int = 0,
+    stop: Callable[[list[dict]], str | None] | None = None,
+    memory: Memory = Memory(),
+    runtime: Runtime = Runtime(),
+    continuation: Continuation = Continuation(),
 ) -> Results:
     """Train ``workload``'s model (a Workload, or a registered name built with its defaults) by
-    following ``schedule``; one Results row per update.
+    following ``schedule``; one Results row per update (per centre update for replica schemes).
 
-    ``lr`` defaults to ``workload.lr`` (the local rate eta for replica schemes); ``batch_size``
-    (per worker) to ``workload.batch_size``. ``momentum`` is heavy-ball momentum on the shared
-    parameters (shared schemes only; EAMSGD's momentum is the scheme's field). ``staleness`` is
-    ``"none"``, ``"drop"`` (needs ``max_staleness``) or ``"lr"`` (lr / max(1, staleness)).
-    The test split is evaluated every ``eval_every`` rows (default: about 20 times) and at the
-    last row. ``scheme`` overrides ``schedule.meta["scheme"]``; without a scheme the number of
+    The science: ``lr`` defaults to ``workload.lr`` (the local rate eta for replica schemes);
+    ``batch_size`` (per worker) to ``workload.batch_size``. ``momentum`` is momentum on the
+    shared parameters, heavy ball or, with ``nesterov``, Nesterov (PyTorch's conventions;
+    shared schemes only; EAMSGD's momentum is the scheme's field). ``staleness`` is ``"none"``,
+    ``"drop"`` (needs ``max_staleness``) or ``"lr"`` (lr / max(1, staleness)). The test split is
+    evaluated every ``eval_every`` rows (default: about 20 times) and at the last row. ``scheme``
+    (the scheme object) overrides ``schedule.meta["scheme"]``; without a scheme the number of
     workers is ``schedule.meta["machines"]`` when present, else the largest worker id + 1.
+    ``stop(evaluations)`` is asked after every evaluation with the list of evaluations so far
+    (dicts of test metrics, oldest first) and ends training when it returns a reason (a target
+    reached, a plateau). Same seed, same numbers.
 
-    Memory bounds (results do not depend on them beyond float rounding): ``max_wave`` caps the
-    updates per wave, ``max_samples`` the samples per vmapped call, and ``max_bytes`` (default
-    1 GiB) the per-wave [k, P] tensors of P parameters: the wave's update directions get at
-    most half of it, each vmapped call's gathered versions and gradients the other half (at
-    least one row each). Not counted: the version store [L, P], L the most versions live at
-    once (about n for Async(n), not max staleness + 1), and the replicas [n, P] (state the
-    schedule itself needs), activations (bounded by ``max_samples``) and the data.
+    Divergence is a result: train losses stay on the device and are read every ``CHECK_EVERY``
+    (256) rows and at every evaluation; a run whose train loss becomes NaN/inf stops with status
+    ``"diverged"`` at the first such read after it (its table ends there, params are from that
+    row), and a run whose last train loss is above ``BLOWUP`` times max(the first row's, 1)
+    (:mod:`toolkit.replay.recorder`) ends ``"diverged"`` too.
 
-    Train losses stay on the device and are read every ``CHECK_EVERY`` (256) rows and at every
-    evaluation, so a run whose train loss becomes NaN/inf stops with status ``"diverged"`` at
-    the first such read after it (its table ends there, params are from that row).
-    ``deterministic=True`` runs under ``torch.use_deterministic_algorithms(True)`` (restored
-    afterwards); on CUDA, without it, index/embedding backward kernels (charlm's embeddings)
-    accumulate with atomics and results vary at rounding level from run to run (CUDA also needs
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment; torch raises otherwise). On CPU
-    results are bitwise reproducible either way. With ``out``, the Results directory is written
-    at every evaluation (a checkpoint) and at the end. Same seed, same numbers.
-
-    For runs that can be stopped and continued (:mod:`toolkit.runs`): ``stop_at(metrics)`` ends
-    training at the first evaluation where it holds (e.g. a target accuracy); at every safe
-    point (after each wave of updates, after each centre update) ``safe_point(rows,
-    snapshot)`` may call ``snapshot()`` for everything needed to continue (parameters still
-    needed, optimizer, replica and exchange states, positions, rows, torch's RNG state) and may
-    raise to stop; ``resume=snapshot`` continues from one, to the same numbers as a run that
-    never stopped.
+    ``memory``, ``runtime`` and ``continuation`` group the knobs that do not change the science:
+    :class:`Memory`, :class:`Runtime`, :class:`Continuation`.
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -175,7 +194,13 @@ def train(
         workload = get_workload(workload)
     if not isinstance(workload, Workload):
         raise ValueError(f"workload must be a Workload or its name, got {type(workload).__name__}")
-    check_choice("optimizer", optimizer, OPTIMIZERS)
+    for name, value, kind in (
+        ("memory", memory, Memory),
+        ("runtime", runtime, Runtime),
+        ("continuation", continuation, Continuation),
+    ):
+        if not isinstance(value, kind):
+            raise ValueError(f"{name}: expected a toolkit.replay.{kind.__name__}, got {value!r}")
     lr = check_positive("lr", workload.lr if lr is None else lr)
     batch_size = check_int("batch_size", workload.batch_size if batch_size is None else batch_size)
     if batch_size > workload.n_train:
@@ -183,10 +208,10 @@ def train(
             f"batch_size: {batch_size} is larger than the training set ({workload.n_train} samples)"
         )
     momentum = check_interval("momentum", momentum, 0.0, 1.0, "[)")
+    if not isinstance(nesterov, bool):
+        raise ValueError(f"nesterov must be true or false, got {nesterov!r}")
     check_choice("staleness", staleness, STALENESS)
     policy = Staleness(staleness, max_staleness)
-    max_wave, max_samples = check_int("max_wave", max_wave), check_int("max_samples", max_samples)
-    max_bytes = check_int("max_bytes", max_bytes)
     if eval_every is not None:
         eval_every = check_int("eval_every", eval_every)
 
@@ -195,7 +220,8 @@ def train(
         raise ValueError(f"scheme: {scheme} does not match the Schedule's {recorded}")
     scheme = scheme if scheme is not None else recorded
     frame = schedule.frame
-    rules = _rules(scheme, (frame["kind"] == "exchange").any(), lr, momentum, policy)
+    exchanges = (frame["kind"] == "exchange").any()
+    rules = _rules(scheme, exchanges, lr, momentum, nesterov, policy)
     replicas = not isinstance(rules, Shared)
     workers = frame["worker"].to_numpy()
     machines = _machines(scheme, schedule.meta, workers)
@@ -205,7 +231,7 @@ def train(
     if n_rows == 0:
         raise ValueError("schedule: has no used gradients (or no exchanges) to replay")
 
-    dev = resolve_device(device)
+    dev = resolve_device(runtime.device)
     stream = DataStream(workload.n_train, machines, batch_size, seed)
     fm = FlatModel(workload.make_model(seed).to(dev), workload.loss)
     data = {
@@ -218,10 +244,11 @@ def train(
     manifest = {
         "scheme": scheme.to_dict() if scheme is not None else None,
         "workload": workload.name,
-        "optimizer": optimizer,
+        "optimizer": "sgd",
         "lr": lr,
         "batch_size": batch_size,
         "momentum": momentum,
+        "nesterov": nesterov,
         "seed": int(seed),
         "staleness": staleness,
         "max_staleness": None if max_staleness is None else int(max_staleness),
@@ -233,13 +260,66 @@ def train(
         "eval_every": eval_every,
         **provenance(dev),
     }
-    run = _Run(schedule, rules, machines, fm, stream, data, manifest, out)
-    run.start(n_rows, eval_every, workload, progress, stop_at, resume)
+
+    def evaluate(flat: torch.Tensor) -> dict:
+        return fm.evaluate(flat, data["x_test"], data["y_test"], workload.accuracy)
+
+    bar = None
+    if runtime.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_rows, desc=f"train {workload.name}", unit="upd")
+    rec = Recorder(n_rows, eval_every, evaluate, bar, dev, stop=stop)
+    resume = continuation.resume
+    if resume is not None:
+        rec.restore(resume["rec"])
+        torch.set_rng_state(resume["torch_rng"])
+    safe_point = None
+    if continuation.safe_point is not None:
+        user = continuation.safe_point
+
+        def safe_point(rows: int, snapshot: Callable[[], dict]) -> None:
+            def full() -> dict:
+                return {**snapshot(), "rec": rec.state(), "torch_rng": torch.get_rng_state()}
+
+            user(rows, full)
+
     row_bytes = fm.size * fm.dtype.itemsize  # one [P] row
-    limits = {"max_samples": max_samples, "max_rows": max(1, max_bytes // row_bytes)}
+    limits = {
+        "max_samples": memory.max_samples,
+        "max_rows": max(1, memory.max_bytes // row_bytes),
+        "safe_point": safe_point,
+        "resume": resume,
+    }
     if not replicas:
-        limits["max_wave"] = max_wave
-    return run.go(deterministic, limits, safe_point, resume)
+        limits["max_wave"] = memory.max_wave
+    t0 = _time.perf_counter()
+    was = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    nbytes = _nbytes(schedule.meta)
+    args = (fm, stream, data, rec)
+    try:
+        if runtime.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if replicas:
+            params = replay_replicas(schedule, rules, machines, *args, nbytes=nbytes, **limits)
+        else:
+            params = replay_shared(schedule, rules, *args, nbytes=nbytes, **limits)
+    finally:
+        if runtime.deterministic:
+            torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+        if bar is not None:
+            bar.close()
+    rec.finish()
+    manifest.update(wall_seconds=_time.perf_counter() - t0, stopped=rec.reason())
+    status = "diverged" if rec.diverged else "ok"
+    return Results(rec.frame(), manifest, status, rec.diverged or rec.stopped, _cpu(params))
+
+
+def _cpu(flat: torch.Tensor | None) -> torch.Tensor | None:
+    return None if flat is None else flat.detach().cpu().clone()
 
 
 def provenance(dev: torch.device) -> dict:
@@ -254,84 +334,3 @@ def provenance(dev: torch.device) -> dict:
         "python": platform.python_version(),
         "git_commit": _git_commit(),
     }
-
-
-class _Run:
-    """One replay in progress: the recorder, the newest parameters, checkpoints, the result."""
-
-    def __init__(self, schedule, rules, machines, fm, stream, data, manifest, out) -> None:
-        self.schedule, self.rules, self.machines = schedule, rules, machines
-        self.fm, self.stream, self.data = fm, stream, data
-        self.manifest, self.out = manifest, out
-        self.state: dict = {"params": None}
-        self.t0 = _time.perf_counter()
-
-    def start(
-        self, n_rows, eval_every, workload: Workload, progress: bool, stop_at, resume
-    ) -> None:
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_rows, desc=f"train {workload.name}", unit="upd")
-
-        def evaluate(flat: torch.Tensor) -> dict:
-            x, y = self.data["x_test"], self.data["y_test"]
-            return self.fm.evaluate(flat, x, y, workload.accuracy)
-
-        dev = self.data["x"].device
-        self.rec = Recorder(
-            n_rows, eval_every, evaluate, self.checkpoint, bar, dev, stop_at=stop_at
-        )
-        if resume is not None:
-            self.rec.restore(resume["rec"])
-            torch.set_rng_state(resume["torch_rng"])
-
-    def results(self, complete: bool) -> Results:
-        rec, flat = self.rec, self.state["params"]
-        man = dict(self.manifest, complete=complete, wall_seconds=_time.perf_counter() - self.t0)
-        params = None if flat is None else flat.detach().cpu().clone()
-        status = "diverged" if rec.diverged else "ok"
-        return Results(rec.frame(), man, status, rec.diverged or rec.stopped, params)
-
-    def checkpoint(self) -> None:
-        if self.out is not None:
-            self.results(False).save(self.out)
-
-    def go(self, deterministic: bool, limits: dict, safe_point, resume) -> Results:
-        was = (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
-        nbytes = _nbytes(self.schedule.meta)
-        args = (self.fm, self.stream, self.data, self.rec, self.state)
-        if safe_point is not None:
-            user, rec = safe_point, self.rec
-
-            def safe_point(rows: int, snapshot: Callable[[], dict]) -> None:
-                def full() -> dict:
-                    return {**snapshot(), "rec": rec.state(), "torch_rng": torch.get_rng_state()}
-
-                user(rows, full)
-
-            limits = {**limits, "safe_point": safe_point}
-        if resume is not None:
-            limits = {**limits, "resume": resume}
-        try:
-            if deterministic:
-                torch.use_deterministic_algorithms(True)
-            if isinstance(self.rules, Shared):
-                replay_shared(self.schedule, self.rules, *args, nbytes=nbytes, **limits)
-            else:
-                replay_replicas(
-                    self.schedule, self.rules, self.machines, *args, nbytes=nbytes, **limits
-                )
-        finally:
-            if deterministic:
-                torch.use_deterministic_algorithms(was[0], warn_only=was[1])
-            if self.rec.bar is not None:
-                self.rec.bar.close()
-        res = self.results(True)
-        if self.out is not None:
-            res.save(self.out)
-        return res

@@ -7,6 +7,7 @@ Round trips to a plain dict, JSON and TOML (the file a user writes by hand)::
     comm = "ParameterServer(nbytes=4e6, bandwidth=1.25e9, latency=1e-4)"
     updates = 500                          # or time_budget = 300.0 (simulated time)
     lr = 0.1
+    momentum = 0.9                         # heavy ball; nesterov = true for Nesterov
     staleness = "lr"
 
     [scheme]
@@ -18,9 +19,19 @@ Round trips to a plain dict, JSON and TOML (the file a user writes by hand)::
     name = "mnist1d_mlp"
     n_train = 4000                         # the workload's own keyword arguments
 
+    [plateau]                              # optional: stop once the main metric plateaus
+    window = 5                             # (toolkit.runs.stopping); updates / time_budget
+    delta = 0.002                          # stay the maximum budget
+
+    [engine]                               # optional: the default is the simulator
+    name = "distributed"                   # ("replay"); toolkit.runs.engine
+    time_scale = 0.01
+
 :meth:`RunConfig.id` is a stable hash of the canonical form (sorted JSON), the name sweeps and
-run directories use. Unset values (None) take the workload's defaults when the run starts:
-``lr``, ``batch_size`` and, without ``updates`` or ``time_budget``, its step budget.
+run directories use; the default engine (replay) is left out of it, any other engine and its
+settings are in it. Unset values (None) take the workload's defaults when the run starts
+(:func:`toolkit.runs.engine.prepare`): ``lr``, ``batch_size`` and, without ``updates`` or
+``time_budget``, its step budget. A config file must name its scheme and its workload.
 """
 
 from __future__ import annotations
@@ -44,7 +55,9 @@ from toolkit.checks import (
 )
 from toolkit.models.comm import parse_comm
 from toolkit.models.stragglers import parse_compute
-from toolkit.schemes import STALENESS, Scheme, Staleness, make_scheme
+from toolkit.runs.engine import EngineSpec
+from toolkit.runs.stopping import Plateau
+from toolkit.schemes import STALENESS, Scheme, Staleness
 from toolkit.workloads import WORKLOADS
 
 __all__ = ["DTYPES", "RunConfig"]
@@ -63,16 +76,19 @@ class RunConfig:
     comm: str | None = None
     lr: float | None = None
     momentum: float = 0.0
+    nesterov: bool = False
     batch_size: int | None = None
     staleness: str = "none"
     max_staleness: int | None = None
     updates: int | None = None
     time_budget: float | None = None
     target: float | None = None
+    plateau: Plateau | None = None
     eval_every: int | None = None
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
     def __post_init__(self) -> None:
         if not isinstance(self.scheme, Scheme):
@@ -91,10 +107,18 @@ class RunConfig:
         if self.lr is not None:
             check_positive("lr", self.lr)
         check_interval("momentum", self.momentum, 0.0, 1.0, "[)")
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
+        if self.momentum == 0.0:  # Nesterov without momentum is plain SGD: one config, one id
+            object.__setattr__(self, "nesterov", False)
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size)
         check_choice("staleness", self.staleness, STALENESS)
-        Staleness(self.staleness, self.max_staleness)
+        staleness = Staleness(self.staleness, self.max_staleness)
+        # the scheme's update rule takes these (replica schemes refuse momentum, staleness)
+        self.scheme.updates(
+            1.0, momentum=float(self.momentum), nesterov=self.nesterov, staleness=staleness
+        )
         if self.updates is not None and self.time_budget is not None:
             raise ValueError("updates, time_budget: give one stopping rule, not both")
         if self.updates is not None:
@@ -103,6 +127,9 @@ class RunConfig:
             check_positive("time_budget", self.time_budget)
         if self.target is not None:
             check_interval("target", self.target, -math.inf, math.inf, "()")
+        if self.plateau is not None:
+            object.__setattr__(self, "plateau", Plateau.from_dict(self.plateau))
+        object.__setattr__(self, "engine", EngineSpec.from_dict(self.engine))
         if self.eval_every is not None:
             check_int("eval_every", self.eval_every)
         check_int("seed", self.seed, 0)
@@ -117,14 +144,20 @@ class RunConfig:
     def to_dict(self) -> dict:
         """Plain values: the scheme and the workload as tables, unset values left out."""
         out: dict[str, Any] = {}
+        tables = ("scheme", "workload", "workload_args", "plateau", "engine")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("scheme", "workload", "workload_args") or value is None:
+            if f.name in tables or value is None:
+                continue
+            if f.name == "nesterov" and not value:  # configs before the field had no key
                 continue
             out[f.name] = value
-        scheme = self.scheme.to_dict()
-        out["scheme"] = {"name": scheme.pop("scheme"), **scheme}
+        out["scheme"] = self.scheme.to_dict()
         out["workload"] = {"name": self.workload, **self.workload_args}
+        if self.plateau is not None:
+            out["plateau"] = self.plateau.to_dict()
+        if not self.engine.default:
+            out["engine"] = self.engine.to_dict()
         return out
 
     @classmethod
@@ -136,9 +169,7 @@ class RunConfig:
         scheme = data.pop("scheme", None)
         if not isinstance(scheme, dict) or "name" not in scheme:
             raise ValueError("scheme: a [scheme] table with a name is required")
-        scheme = dict(scheme)
-        name = scheme.pop("name")
-        workload = data.pop("workload", {"name": "mnist1d_mlp"})
+        workload = data.pop("workload", None)
         if isinstance(workload, str):
             workload = {"name": workload}
         if not isinstance(workload, dict) or "name" not in workload:
@@ -148,8 +179,12 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key; valid: {', '.join(sorted(known))}")
+        if "plateau" in data:
+            data["plateau"] = Plateau.from_dict(data["plateau"])
+        if "engine" in data:
+            data["engine"] = EngineSpec.from_dict(data["engine"])
         return cls(
-            scheme=make_scheme(str(name), **scheme),
+            scheme=Scheme.from_dict(scheme),
             workload=workload.pop("name"),
             workload_args=workload,
             **data,
@@ -169,7 +204,7 @@ class RunConfig:
     def to_toml(self) -> str:
         """TOML text that :meth:`from_toml` reads back to an equal config."""
         d = self.to_dict()
-        tables = {k: d.pop(k) for k in ("scheme", "workload")}
+        tables = {k: d.pop(k) for k in ("scheme", "workload", "plateau", "engine") if k in d}
         lines = [f"{k} = {_toml_value(v)}" for k, v in sorted(d.items())]
         for name, table in tables.items():
             lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]

@@ -1,50 +1,94 @@
-"""``run(config, out)``: simulate a RunConfig's Schedule, then train its workload following it,
-in a run directory that can be stopped at any moment and continued to the same numbers.
+"""``run(config, out)``: a RunConfig run by its engine (:mod:`toolkit.runs.engine`), in a run
+directory that can be stopped at any moment and continued to the same numbers; and the replay
+engine: simulate the config's Schedule, then train its workload following it.
 
 Stopping rule: ``updates`` updates (local steps per worker for replica schemes), or the updates
 that fit in ``time_budget`` units of simulated time (:meth:`Schedule.until`), or by default the
-workload's step budget; ``target`` ends training at the first evaluation that reaches it (the
-workload's main metric: test accuracy for classifiers, else test loss).
+workload's step budget; ``target`` ends training at the first evaluation that reaches it and
+``plateau`` once the main metric stops improving (:mod:`toolkit.runs.stopping`; the workload's
+main metric: test accuracy for classifiers, else test loss). The Results manifest's ``stopped``
+says which rule ended the run (``budget``, ``target``, ``plateau`` or ``diverged``).
 
-Checkpoints are written at the safe point after every ``eval_every`` rows and when the process
-gets SIGINT (Ctrl-C), which then stops with :class:`Interrupted` (exit code 130 on the command
-line); ``resume=True`` continues from the last checkpoint. A SIGKILL loses only the rows since
-the last checkpoint.
+Replay checkpoints at the safe point after every ``eval_every`` rows and when the process gets
+SIGINT (Ctrl-C) or SIGTERM, which then stops with :class:`Interrupted` (exit code 130 on the
+command line); ``resume=True`` continues from the last checkpoint. A SIGKILL loses only the rows
+since the last checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
-from pathlib import Path
 
 from toolkit.cluster import Schedule, simulate
 from toolkit.models.comm import parse_comm
 from toolkit.models.stragglers import parse_compute
-from toolkit.replay import Results, train
+from toolkit.replay import Continuation, Results, Runtime, train
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import RunDirectory
-from toolkit.workloads import Workload, get_workload
+from toolkit.runs.engine import RunOutcome, get_engine, manifest, prepare
+from toolkit.runs.stopping import stopping_rule
 
-__all__ = ["Interrupted", "run", "schedule_for"]
+__all__ = ["Interrupted", "ReplayEngine", "run", "schedule_for"]
 
 
 class Interrupted(KeyboardInterrupt):
-    """A run stopped by SIGINT after writing its checkpoint; the message says how to resume."""
+    """A run stopped by SIGINT or SIGTERM after writing its checkpoint; the message says how to
+    resume, ``signum`` which signal stopped it (a command line exits with 128 + signum)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
-def schedule_for(config: RunConfig, workload: Workload | None) -> Schedule:
-    """The Schedule of ``config``: ``updates`` updates, or the prefix within ``time_budget``
-    (simulated with doubling horizons: the clock's per-worker streams make every horizon's
-    prefix the same), or the workload's step budget (the only use of ``workload``, which may be
-    None when the config gives ``updates`` or ``time_budget``)."""
+def run(
+    config: RunConfig,
+    out: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    schedule: Schedule | None = None,
+    **options,
+) -> Results:
+    """Run ``config`` with its engine (``config.engine``) and return its Results; with ``out``,
+    in a run directory (:class:`~toolkit.runs.directory.RunDirectory`: refused when it holds
+    something else, unless ``resume`` (the same config: continue, or load a complete run) or
+    ``overwrite``). ``schedule``: the config's simulated Schedule when the caller has it already
+    (a sweep's cache of :func:`schedule_for`). ``options`` bound the engine's work without
+    changing what it computes (the distributed engine's ``timeout`` and ``wait_timeout``)."""
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ValueError(f"out: expected a directory path, got {type(out).__name__} {out!r}")
+    engine = get_engine(config.engine.name)
+    directory = None
+    if out is not None:
+        directory = RunDirectory(out, config, resume=resume, overwrite=overwrite)
+        if directory.complete:
+            return Results.load(directory.path)
+    outcome = engine.run(config, directory, progress=progress, schedule=schedule, **options)
+    res = outcome.results
+    res.manifest.update(manifest(config, prepare(config)))
+    if directory is not None:
+        res.manifest["run_id"] = directory.id
+        directory.finish(res)
+    return res
+
+
+def schedule_for(config: RunConfig, steps: int | None = None) -> Schedule:
+    """The simulated Schedule of ``config``: ``updates`` updates, or the prefix within
+    ``time_budget`` (simulated with doubling horizons: the clock's per-worker streams make every
+    horizon's prefix the same), or ``steps`` updates (the workload's step budget, needed only
+    when the config gives neither)."""
     compute = parse_compute(config.compute)
     comm = parse_comm(config.comm)
     if config.time_budget is None:
-        if config.updates is None and workload is None:
-            raise ValueError("workload: needed for its step budget (config has no updates)")
-        updates = config.updates if config.updates is not None else workload.steps
+        updates = config.updates if config.updates is not None else steps
+        if updates is None:
+            raise ValueError("updates: the config gives no updates or time_budget; pass steps")
         return simulate(config.scheme, compute, comm, updates=updates, seed=config.seed)
     updates = 256
     while True:
@@ -55,21 +99,12 @@ def schedule_for(config: RunConfig, workload: Workload | None) -> Schedule:
         updates = math.ceil(updates * max(2.0, 1.2 * config.time_budget / last))
 
 
-def _stop_at(config: RunConfig, workload: Workload):
-    if config.target is None:
-        return None
-    metric, target = workload.metric, float(config.target)
-    if metric == "test_accuracy":
-        return lambda res: res.get(metric, -math.inf) >= target
-    return lambda res: res[metric] <= target
-
-
 class _Checkpoints:
-    """The safe-point callback: a checkpoint every ``every`` rows and at SIGINT."""
+    """The safe-point callback: a checkpoint every ``every`` rows and at SIGINT / SIGTERM."""
 
     def __init__(self, directory: RunDirectory, every: int, first: int) -> None:
         self.directory, self.every, self.last = directory, every, first
-        self.interrupted = False
+        self.interrupted = 0  # the signal that asked to stop, once one did
 
     def __call__(self, rows: int, snapshot) -> None:
         if self.interrupted or rows - self.last >= self.every:
@@ -78,74 +113,71 @@ class _Checkpoints:
         if self.interrupted:
             raise Interrupted(
                 f"stopped at row {rows}; the checkpoint is in {str(self.directory.path)!r}; "
-                "continue with the same command and --resume"
+                "continue with the same command and --resume",
+                self.interrupted,
             )
 
-    def sigint(self, signum, frame) -> None:
-        if self.interrupted:  # a second Ctrl-C: stop now
+    def signal(self, signum, frame) -> None:
+        if self.interrupted:  # a second signal: stop now
             raise KeyboardInterrupt
-        self.interrupted = True
+        self.interrupted = signum
 
 
-def run(
-    config: RunConfig,
-    out: str | Path | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    schedule: Schedule | None = None,
-) -> Results:
-    """Simulate and train ``config``; with ``out``, in a run directory (module docstring).
-    ``schedule``: the config's Schedule when the caller has it already (a sweep's cache of
-    :func:`schedule_for`); it must be the one ``schedule_for(config, ...)`` gives."""
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
-    workload = get_workload(config.workload, **config.workload_args).with_dtype(config.dtype)
-    directory = RunDirectory(out, config, resume=resume, overwrite=overwrite) if out else None
-    if directory is not None and directory.complete:
-        return Results.load(directory.path)
-    saved = directory.load_schedule() if directory is not None else None
-    schedule = saved if saved is not None else schedule
-    if schedule is None:
-        schedule = schedule_for(config, workload)
-    if directory is not None and not directory.run.get("schedule"):
-        directory.save_schedule(schedule)
-    state = directory.load_checkpoint() if directory is not None else None
-    eval_every = config.eval_every
-    kwargs = dict(
-        lr=config.lr,
-        batch_size=config.batch_size,
-        momentum=config.momentum,
-        eval_every=eval_every,
-        seed=config.seed,
-        device=config.device,
-        staleness=config.staleness,
-        max_staleness=config.max_staleness,
-        progress=progress,
-        stop_at=_stop_at(config, workload),
-        resume=state,
-    )
-    if directory is None:
-        return _with_metric(train(schedule, workload, **kwargs), workload)
-    first = 0 if state is None else int(state["rec"]["rows"].shape[0])
-    every = eval_every or max(1, math.ceil(schedule.rows / 20))  # replay's evaluation cadence
-    checkpoints = _Checkpoints(directory, every, first)
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, checkpoints.sigint) if main else None
-    try:
-        res = train(schedule, workload, safe_point=checkpoints, **kwargs)
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
-    res = _with_metric(res, workload)
-    res.manifest["run_id"] = directory.id
-    directory.finish(res)
-    return res
+class ReplayEngine:
+    """The simulator: the clock makes the config's Schedule (:func:`schedule_for`, or the one
+    given), replay (:func:`toolkit.replay.train`) trains along it; in a run directory the
+    Schedule is saved first and checkpoints are written at safe points (module docstring)."""
 
+    name = "replay"
 
-def _with_metric(res: Results, workload) -> Results:
-    """The workload's main metric and its target in the manifest, so tables of many runs can
-    score them (time to target) without building the workload again."""
-    res.manifest.update(metric=workload.metric, target=workload.target)
-    return res
+    def run(
+        self,
+        config: RunConfig,
+        directory: RunDirectory | None,
+        *,
+        progress: bool = False,
+        schedule: Schedule | None = None,
+        **options,
+    ) -> RunOutcome:
+        if options:
+            raise ValueError(f"{sorted(options)[0]}: not an option of the replay engine")
+        prep = prepare(config)
+        saved = directory.load_schedule() if directory is not None else None
+        schedule = saved if saved is not None else schedule
+        if schedule is None:
+            schedule = schedule_for(config, prep.updates)
+        if directory is not None and saved is None:
+            directory.save_schedule(schedule)
+        state = directory.load_checkpoint() if directory is not None else None
+        kwargs = dict(
+            scheme=config.scheme,
+            batch_size=prep.batch_size,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            staleness=config.staleness,
+            max_staleness=config.max_staleness,
+            eval_every=config.eval_every,
+            seed=config.seed,
+            stop=stopping_rule(prep.workload.metric, config.target, config.plateau),
+            runtime=Runtime(device=config.device, progress=progress),
+        )
+        if directory is None:
+            return RunOutcome(schedule, train(schedule, prep.workload, prep.lr, **kwargs))
+        first = 0 if state is None else int(state["rec"]["rows"].shape[0])
+        every = config.eval_every or max(1, math.ceil(schedule.rows / 20))  # replay's cadence
+        checkpoints = _Checkpoints(directory, every, first)
+        main = threading.current_thread() is threading.main_thread()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.signal(s, checkpoints.signal) for s in handled} if main else {}
+        try:
+            res = train(
+                schedule,
+                prep.workload,
+                prep.lr,
+                continuation=Continuation(safe_point=checkpoints, resume=state),
+                **kwargs,
+            )
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return RunOutcome(schedule, res)

@@ -70,16 +70,31 @@ class Scheme:
         raise NotImplementedError
 
     def updates(
-        self, lr: float, *, momentum: float = 0.0, staleness: Staleness | None = None
+        self,
+        lr: float,
+        *,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        staleness: Staleness | None = None,
     ) -> Shared | Replicated:
         """The update math at learning rate ``lr`` (the local rate eta for replica schemes):
-        gradients combined under the ``staleness`` policy, then SGD with heavy-ball ``momentum``
-        (:mod:`toolkit.schemes.updates`). Replica schemes override this."""
-        return Shared(staleness or Staleness(), sgd(lr, momentum))
+        gradients combined under the ``staleness`` policy, then SGD with ``momentum``, heavy
+        ball or ``nesterov`` (:func:`toolkit.schemes.updates.sgd`). Replica schemes override
+        this."""
+        return Shared(staleness or Staleness(), sgd(lr, momentum, nesterov))
 
     def to_dict(self) -> dict:
-        """Plain values for manifests: ``{"scheme": name, **fields}``."""
-        return {"scheme": self.name, **dataclasses.asdict(self)}
+        """Plain values, the one spelling of a scheme in configs, manifests and Schedule metas:
+        ``{"name": name, **fields}``; :meth:`from_dict` reads it back."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+    @staticmethod
+    def from_dict(data: dict) -> Scheme:
+        """The scheme of a :meth:`to_dict` table."""
+        if not isinstance(data, dict) or "name" not in data:
+            raise ValueError(f"scheme: expected a table with a name, got {data!r}")
+        fields = dict(data)
+        return make_scheme(str(fields.pop("name")), **fields)
 
     def __str__(self) -> str:
         """The label of every table, plot and command line: class name and fields, floats
@@ -98,10 +113,11 @@ class Scheme:
 
 
 def _replica_updates(
-    local, exchange, momentum: float, staleness: Staleness | None, name: str
+    local, exchange, momentum: float, staleness: Staleness | None, name: str, nesterov=False
 ) -> Replicated:
-    if momentum:
-        raise ValueError(f"momentum: {name} takes plain local SGD steps (EAMSGD has its own)")
+    if momentum or nesterov:
+        what = "nesterov" if nesterov and not momentum else "momentum"
+        raise ValueError(f"{what}: {name} takes plain local SGD steps (EAMSGD has its own)")
     if staleness is not None and staleness.policy != "none":
         raise ValueError(f"staleness: {name} has no stale gradients to weigh")
     return Replicated(local, exchange)
@@ -276,9 +292,9 @@ class EASGD(Scheme):
             period=self.tau,
         )
 
-    def updates(self, lr, *, momentum=0.0, staleness=None) -> Replicated:
+    def updates(self, lr, *, momentum=0.0, nesterov=False, staleness=None) -> Replicated:
         local = local_nesterov(lr, self.momentum) if self.momentum else local_sgd(lr)
-        return _replica_updates(local, elastic(self.alpha), momentum, staleness, "EASGD")
+        return _replica_updates(local, elastic(self.alpha), momentum, staleness, "EASGD", nesterov)
 
 
 @dataclass(frozen=True)
@@ -297,8 +313,8 @@ class LocalSGD(Scheme):
     def rule(self) -> Rule:
         return Rule(machines=self.n, quorum=self.n, barrier=True, period=self.tau)
 
-    def updates(self, lr, *, momentum=0.0, staleness=None) -> Replicated:
-        return _replica_updates(local_sgd(lr), average(), momentum, staleness, "LocalSGD")
+    def updates(self, lr, *, momentum=0.0, nesterov=False, staleness=None) -> Replicated:
+        return _replica_updates(local_sgd(lr), average(), momentum, staleness, "LocalSGD", nesterov)
 
 
 @dataclass(frozen=True)
@@ -324,9 +340,9 @@ class DiLoCo(Scheme):
     def rule(self) -> Rule:
         return Rule(machines=self.n, quorum=self.n, barrier=True, period=self.h)
 
-    def updates(self, lr, *, momentum=0.0, staleness=None) -> Replicated:
+    def updates(self, lr, *, momentum=0.0, nesterov=False, staleness=None) -> Replicated:
         opt = sgd(self.outer_lr, self.outer_momentum, nesterov=True)
-        return _replica_updates(local_sgd(lr), outer(opt), momentum, staleness, "DiLoCo")
+        return _replica_updates(local_sgd(lr), outer(opt), momentum, staleness, "DiLoCo", nesterov)
 
 
 SCHEMES: dict[str, type[Scheme]] = {

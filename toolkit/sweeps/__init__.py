@@ -16,13 +16,21 @@ from toolkit.sweeps.analysis import (
     time_to_target,
 )
 from toolkit.sweeps.report import report
-from toolkit.sweeps.runner import BACKENDS, run_point, run_sweep, schedule_key
+from toolkit.sweeps.runner import (
+    EXECUTORS,
+    SweepInterrupted,
+    run_configs,
+    run_point,
+    run_sweep,
+    schedule_key,
+)
 from toolkit.sweeps.spec import Axis, SweepSpec
 from toolkit.sweeps.store import export, load, status
 
 __all__ = [
-    "BACKENDS",
+    "EXECUTORS",
     "Axis",
+    "SweepInterrupted",
     "SweepSpec",
     "best_lr",
     "export",
@@ -30,6 +38,7 @@ __all__ = [
     "over_seeds",
     "performance_profile",
     "report",
+    "run_configs",
     "run_point",
     "run_sweep",
     "schedule_key",

@@ -5,8 +5,8 @@ what is not complete), count its runs, and write its tables and figures.
 Examples::
 
     toolkit sweep run sweeps/quick.toml --out runs/quick --jobs 2
-    toolkit sweep run sweeps/paper.toml --out runs/paper --backend ray --address auto
-    toolkit sweep run sweeps/paper.toml --out runs/paper --backend submitit \\
+    toolkit sweep run sweeps/paper.toml --out runs/paper --executor ray --address auto
+    toolkit sweep run sweeps/paper.toml --out runs/paper --executor submitit \\
         --slurm-partition gpu
     toolkit sweep status runs/quick
     toolkit sweep report runs/quick            # tables and figures in runs/quick/report
@@ -45,15 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--force-jobs", action="store_true", help="start --jobs workers even beyond the cores"
     )
-    r.add_argument("--backend", choices=["local", "ray", "submitit"], default="local")
-    r.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     r.add_argument(
         "--executor",
+        choices=["local", "ray", "submitit"],
+        default="local",
+        help="where the runs execute: a local process pool (default), Ray, or Slurm through "
+        "submitit (the engine each run uses is its config's [engine])",
+    )
+    r.add_argument("--address", default=None, help="Ray cluster address (--executor ray)")
+    r.add_argument(
+        "--submitit-cluster",
         choices=["auto", "slurm", "local"],
         default="auto",
-        help="submitit executor (--backend submitit; default auto)",
+        help="submitit's cluster (--executor submitit; default auto)",
     )
-    r.add_argument("--slurm-partition", default=None, help="Slurm partition (--backend submitit)")
+    r.add_argument("--slurm-partition", default=None, help="Slurm partition (--executor submitit)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
     s = sub.add_parser("status", help="runs complete, partial, failed and still to do")
@@ -73,10 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from toolkit.limits import cores
-    from toolkit.sweeps.runner import run_sweep
+    from toolkit.sweeps.runner import SweepInterrupted, run_sweep
+    from toolkit.sweeps.store import status
 
     jobs = args.jobs if args.jobs is not None else min(8, cores())
-    here = args.backend == "local" or (args.backend == "ray" and args.address is None)
+    here = args.executor == "local" or (args.executor == "ray" and args.address is None)
     if here and jobs > cores() and not args.force_jobs:  # processes on this machine
         print(
             f"--jobs: {jobs} is more than this machine's {cores()} cores; running {cores()} "
@@ -85,16 +92,26 @@ def _run(args: argparse.Namespace) -> int:
         )
         jobs = cores()
     parameters = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
-    summary = run_sweep(
-        args.spec,
-        args.out,
-        jobs=jobs,
-        backend=args.backend,
-        address=args.address,
-        executor=args.executor,
-        parameters=parameters,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_sweep(
+            args.spec,
+            args.out,
+            jobs=jobs,
+            executor=args.executor,
+            address=args.address,
+            cluster=args.submitit_cluster,
+            parameters=parameters,
+            progress=not args.no_progress,
+        )
+    except SweepInterrupted as err:
+        counts = status(args.out)
+        print(
+            f"interrupted ({err}): {counts['complete']} of {counts.sum()} runs complete, "
+            f"{counts['partial']} partial (kept with their checkpoints); continue with: "
+            f"toolkit sweep run {args.spec} --out {args.out}",
+            file=sys.stderr,
+        )
+        return 128 + err.signum
     print(_counts(summary))
     failed = int((summary["state"] == "failed").sum())
     if failed:

@@ -1,32 +1,46 @@
-"""Running a sweep: every point of a spec as a resumable run, on a local process pool, Ray or
-Slurm (submitit), skipping what is done.
+"""Running a sweep: every point of a spec as a resumable run, on an executor (a local process
+pool, Ray or Slurm through submitit), skipping what is done.
 
 Each point is a RunConfig whose run directory is named by its id (:mod:`toolkit.sweeps.store`),
 so running a spec again (after a ``kill -9``, or after editing it) starts only the points not yet
 complete and continues partial ones from their checkpoints. A run that raises records its
-traceback (``error.txt``) and the sweep goes on; a diverged run is a result. Points that share a
-Schedule (same scheme, step-time model, comm, seed and stopping rule: an lr grid, say) get it from
-one simulation, cached under ``DIR/schedules``.
+traceback (``error.txt``) and the sweep goes on; a diverged run is a result. Points of the replay
+engine that share a Schedule (same scheme, step-time model, comm, seed and stopping rule: an lr
+grid, say) get it from one simulation, cached under ``DIR/schedules``. Each point runs on the
+engine its config names (:mod:`toolkit.runs.engine`); the engine is part of the config's id, so
+points of two engines never share a run directory.
 
-Back-ends, one small interface (``map(function, tasks)`` yielding results as they finish):
+Executors, one small interface (``map(function, tasks)`` yielding results as they finish):
 
-* ``local`` (default): a process pool of ``jobs`` workers (forked on Linux, so they start with
-  the runner's imports), one torch thread each, each worker dying with the runner
-  (``PR_SET_PDEATHSIG``); ``jobs=1`` runs in this process.
+* ``local`` (default): ``jobs`` runs at a time on this machine, each in a child process forked
+  from the runner (so it starts with the runner's imports), one torch thread each, dying with the
+  runner (``PR_SET_PDEATHSIG``); ``jobs=1`` runs in this process.
 * ``ray``: Ray tasks (``ray.init(address)``; ``pip install 'stragglers-toolkit[ray]'``), retried
   when a worker process dies.
 * ``submitit``: Slurm array jobs through submitit (``pip install 'stragglers-toolkit[slurm]'``);
-  ``executor="local"`` runs them as local processes, for tests and laptops.
+  ``cluster="local"`` runs them as local processes, for tests and laptops.
+
+One runner at a time per sweep directory: :func:`run_configs` holds an exclusive lock on
+``DIR/.lock`` (``fcntl.flock``, released by the kernel when the holder dies, so a stale lock never
+blocks) and a second runner is refused with the holder's pid. SIGINT or SIGTERM to the runner
+(alone, or to its whole process group) stops the runs in flight (each child gets SIGTERM: a
+replay writes a checkpoint at its next safe point and stops; after a grace period what is left is
+killed) and raises :class:`SweepInterrupted`; finished runs are kept, and the same command goes
+on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import signal
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from multiprocessing import connection, get_context
 from pathlib import Path
 
 import pandas as pd
@@ -36,9 +50,29 @@ from toolkit.runs.config import RunConfig
 from toolkit.sweeps import store
 from toolkit.sweeps.spec import SweepSpec
 
-__all__ = ["BACKENDS", "plan", "run_point", "run_sweep", "schedule_key"]
+__all__ = [
+    "EXECUTORS",
+    "SweepInterrupted",
+    "plan",
+    "run_configs",
+    "run_point",
+    "run_sweep",
+    "schedule_key",
+    "sweep_lock",
+]
 
-BACKENDS = ("local", "ray", "submitit")
+EXECUTORS = ("local", "ray", "submitit")
+LOCK_FILE = ".lock"
+GRACE = 10.0  # seconds a stopped run has to write its checkpoint before it is killed
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The runner got SIGINT or SIGTERM (``signum``); the runs in flight were stopped, finished
+    ones kept."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 def schedule_key(config: RunConfig) -> str:
@@ -60,13 +94,16 @@ def schedule_key(config: RunConfig) -> str:
 
 
 def _schedules(out: Path, configs: list[RunConfig]) -> dict[str, Path | None]:
-    """Simulate each distinct Schedule once (DIR/schedules/<key>.parquet). A config whose
-    Schedule cannot be made gets None: its run makes it, and records why it cannot."""
+    """Simulate each distinct Schedule of the replay engine's configs once
+    (DIR/schedules/<key>.parquet, written atomically). A config whose Schedule cannot be made
+    gets None: its run makes it, and records why it cannot."""
     from toolkit.runs.run import schedule_for
     from toolkit.workloads import get_workload
 
     paths: dict[str, Path | None] = {}
     for config in configs:
+        if config.engine.name != "replay":
+            continue
         key = schedule_key(config)
         path = out / "schedules" / f"{key}.parquet"
         if key in paths or path.exists():
@@ -74,22 +111,27 @@ def _schedules(out: Path, configs: list[RunConfig]) -> dict[str, Path | None]:
             continue
         try:  # the workload only where its step budget is the stopping rule
             by_steps = config.updates is None and config.time_budget is None
-            workload = get_workload(config.workload, **config.workload_args) if by_steps else None
-            schedule_for(config, workload).save(path)
+            steps = None
+            if by_steps:
+                steps = get_workload(config.workload, **config.workload_args).steps
+            schedule_for(config, steps).save(path)  # the table last: its presence means done
             paths[key] = path
         except Exception:  # the run itself raises it again and records it
             paths[key] = None
     return paths
 
 
-def _worker_init() -> None:
-    """A pool worker: one torch thread, and death with the runner (Linux PR_SET_PDEATHSIG)."""
+def _child_init() -> None:
+    """A local executor's child: one torch thread, death with the runner (Linux
+    PR_SET_PDEATHSIG), and SIGINT left to the runner (a Ctrl-C reaches the whole process group;
+    the runner stops the children with SIGTERM)."""
     import torch
 
     from toolkit.distributed.launch import die_with_parent
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    die_with_parent()  # not Linux: workers may outlive a killed runner
+    die_with_parent()  # not Linux: children may outlive a killed runner
 
 
 def _start_method() -> str:
@@ -115,14 +157,8 @@ def run_point(task: dict) -> dict:
         (path / name).unlink(missing_ok=True)
     store.log(task["out"], "start", config.id())
     try:
-        engine = dict(task.get("engine") or {"name": "replay"})
-        if engine.pop("name") == "distributed":
-            from toolkit.distributed.run import run as measure
-
-            res = measure(config, path, resume=True, **engine)
-        else:
-            schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
-            res = run(config, path, resume=True, schedule=schedule)
+        schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
+        res = run(config, path, resume=True, schedule=schedule)
     except Exception:  # a run that raises is recorded; the sweep goes on
         store.record_failure(path, config, traceback.format_exc())
         store.log(task["out"], "failed", config.id())
@@ -137,9 +173,25 @@ def _name(config: RunConfig) -> str:
     return f"{config.workload} {config.scheme}{lr} seed={config.seed}"
 
 
-# ------------------------------------------------------------------ back-ends
+# ------------------------------------------------------------------ executors
+def _child(function: Callable, task: dict, send) -> None:
+    """Body of a local executor's child: run ``function(task)`` and send its result; a stop
+    (SIGTERM from the runner) ends it quietly."""
+    _child_init()
+    code = 0
+    try:
+        send.send(function(task))
+    except KeyboardInterrupt as err:  # stopped by the runner after its checkpoint
+        code = 128 + getattr(err, "signum", signal.SIGINT)
+    except BaseException:  # a crash outside the run (the run records its own): the runner
+        code = 1  # counts the point as failed from the exit code
+    finally:
+        send.close()
+    os._exit(code)
+
+
 def _local(function: Callable, tasks: list[dict], jobs: int) -> Iterator[dict]:
-    if jobs == 1:  # in this process, one torch thread as in a pool worker, restored after
+    if jobs == 1:  # in this process, one torch thread as in a child, restored after
         import torch
 
         threads = torch.get_num_threads()
@@ -150,12 +202,44 @@ def _local(function: Callable, tasks: list[dict], jobs: int) -> Iterator[dict]:
             torch.set_num_threads(threads)
         return
     ctx = get_context(_start_method())
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        pending = {pool.submit(function, t) for t in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
+    pending = list(reversed(tasks))
+    running: dict[int, tuple] = {}  # sentinel -> (process, receiving end, task)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                task = pending.pop()
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(function, task, send))
+                proc.start()
+                send.close()
+                running[proc.sentinel] = (proc, recv, task)
+            for sentinel in connection.wait(list(running)):
+                proc, recv, task = running.pop(sentinel)
+                result = recv.recv() if recv.poll() else None
+                recv.close()
+                proc.join()
+                if result is None:  # died without a result (killed, or a crash)
+                    config = RunConfig.from_dict(task["config"])
+                    why = f"its process ended with exit code {proc.exitcode}"
+                    store.record_failure(Path(task["dir"]), config, why)
+                    result = {"id": config.id(), "state": "failed", "name": _name(config)}
+                yield result
+    finally:
+        _stop([proc for proc, _, _ in running.values()])
+
+
+def _stop(procs: list) -> None:
+    """SIGTERM to each child still running, GRACE seconds to write its checkpoint and end, then
+    SIGKILL; every child reaped."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + GRACE
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _ray(function: Callable, tasks: list[dict], jobs: int, address: str | None) -> Iterator[dict]:
@@ -180,7 +264,7 @@ def _ray(function: Callable, tasks: list[dict], jobs: int, address: str | None) 
 
 
 def _submitit(
-    function: Callable, tasks: list[dict], out: Path, executor: str, parameters: dict
+    function: Callable, tasks: list[dict], out: Path, cluster: str, parameters: dict
 ) -> Iterator[dict]:
     try:
         import submitit
@@ -189,49 +273,130 @@ def _submitit(
             "backend: 'submitit' needs the [slurm] extra: pip install 'stragglers-toolkit[slurm]'"
         ) from None
     folder = out / "submitit"
-    if executor == "local":
+    if cluster == "local":
         ex = submitit.LocalExecutor(folder=folder)
     else:
         try:
-            ex = submitit.AutoExecutor(folder, cluster=None if executor == "auto" else executor)
+            ex = submitit.AutoExecutor(folder, cluster=None if cluster == "auto" else cluster)
         except RuntimeError as err:  # no Slurm here ("Could not detect srun")
-            raise ValueError(f"executor: {err} (--executor local runs the tasks here)") from None
+            why = f"cluster: {err} (--submitit-cluster local runs the tasks here)"
+            raise ValueError(why) from None
     ex.update_parameters(**{"timeout_min": 24 * 60, **parameters})
     jobs = ex.map_array(function, tasks)
     for job in jobs:
         yield job.result()
 
 
-def plan(spec: SweepSpec | str | Path, out: Path) -> tuple[SweepSpec, list[RunConfig], list[dict]]:
-    """The spec, its distinct points, and a task for each point not complete in ``out`` (its
-    Schedule simulated and cached first); writes ``out/spec.toml`` for a spec read from a file."""
+def plan(spec: SweepSpec | str | Path, out: Path) -> tuple[SweepSpec, list[RunConfig]]:
+    """The spec and its distinct points; writes ``out/spec.toml`` (atomically) for a spec read
+    from a file."""
+    from toolkit.files import atomic_write
+
     if not isinstance(spec, SweepSpec):
         text = Path(spec).read_text()
         spec = SweepSpec.from_toml(text)
-    else:
-        text = None
-    configs = list({c.id(): c for c in spec.points()}.values())
-    out.mkdir(parents=True, exist_ok=True)
-    if text is not None:
-        (out / "spec.toml").write_text(text)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "spec.toml", lambda tmp: tmp.write_text(text))
+    return spec, list({c.id(): c for c in spec.points()}.values())
+
+
+def tasks_for(configs: list[RunConfig], out: Path) -> list[dict]:
+    """A task for each of ``configs`` not complete in ``out`` (Schedules cached first)."""
     todo = [c for c in configs if store.run_state(store.run_dir(out, c)) != "complete"]
-    measured = spec.engine_name == "distributed"  # no simulated Schedule to cache
-    schedules = {} if measured else _schedules(out, todo)
-    tasks = [
+    schedules = _schedules(out, todo)
+    return [
         {
             "config": c.to_dict(),
             "dir": str(store.run_dir(out, c)),
             "out": str(out),
-            "schedule": None if measured else _str(schedules[schedule_key(c)]),
-            "engine": spec.engine,
+            "schedule": _str(schedules.get(schedule_key(c))),
         }
         for c in todo
     ]
-    return spec, configs, tasks
 
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path):
+    """Hold ``out/.lock`` exclusively for the block (module docstring); a second runner gets a
+    ValueError naming the holder's pid."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"out: the sweep directory {str(out)!r} is in use by another runner ({holder}); "
+                "wait for it to end or stop it, then run the same command again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM raise :class:`SweepInterrupted` in the runner (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SweepInterrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_configs(
+    configs: list[RunConfig],
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    cluster: str = "auto",
+    parameters: dict | None = None,
+    progress: bool = True,
+    label: str = "sweep",
+) -> None:
+    """Run every config of ``configs`` not yet complete in the sweep directory ``out`` (module
+    docstring: the lock, the Schedule cache, signals). ``jobs``: local children (and the CPUs of
+    a Ray cluster it starts); ``address``: an existing Ray cluster; ``cluster`` and
+    ``parameters``: submitit's (``"local"``, ``"slurm"`` or ``"auto"``; e.g.
+    ``{"slurm_partition": "gpu"}``)."""
+    from tqdm.auto import tqdm
+
+    check_choice("executor", executor, EXECUTORS)
+    jobs = check_int("jobs", jobs)
+    out = Path(out)
+    configs = list({c.id(): c for c in configs}.values())
+    with sweep_lock(out), _stop_on_signals():
+        tasks = tasks_for(configs, out)
+        if executor == "local":
+            results: Iterable[dict] = _local(run_point, tasks, jobs)
+        elif executor == "ray":
+            results = _ray(run_point, tasks, jobs, address)
+        else:
+            results = _submitit(run_point, tasks, out, cluster, parameters or {})
+        done = len(configs) - len(tasks)
+        with tqdm(total=len(configs), initial=done, desc=label, disable=not progress) as bar:
+            for result in results:
+                bar.update(1)
+                bar.set_postfix_str(f"{result['name']}: {result.get('status', result['state'])}")
 
 
 def run_sweep(
@@ -239,35 +404,26 @@ def run_sweep(
     out: str | Path,
     *,
     jobs: int = 1,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
-    executor: str = "auto",
+    cluster: str = "auto",
     parameters: dict | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run every point of ``spec`` (a SweepSpec or a TOML file) not yet complete in ``out``;
-    returns the sweep's summary (:func:`toolkit.sweeps.load`). ``jobs``: local workers (and the
-    CPUs of a Ray cluster it starts); ``address``: an existing Ray cluster; ``executor`` and
-    ``parameters``: submitit's (``"local"``, ``"slurm"`` or ``"auto"``; e.g. ``{"slurm_partition":
-    "gpu"}``)."""
-    from tqdm.auto import tqdm
-
-    check_choice("backend", backend, BACKENDS)
-    jobs = check_int("jobs", jobs)
+    """Run every point of ``spec`` (a SweepSpec or a TOML file) not yet complete in ``out``
+    (:func:`run_configs`); returns the sweep's summary (:func:`toolkit.sweeps.load`)."""
+    check_choice("executor", executor, EXECUTORS)
     out = Path(out)
-    spec, configs, tasks = plan(spec, out)
-    jobs = min(jobs, max(1, len(tasks)))  # a pool starts all its workers: none without a run
-    if backend == "local":
-        results: Iterable[dict] = _local(run_point, tasks, jobs)
-    elif backend == "ray":
-        results = _ray(run_point, tasks, jobs, address)
-    else:
-        results = _submitit(run_point, tasks, out, executor, parameters or {})
-    done = len(configs) - len(tasks)
-    with tqdm(
-        total=len(configs), initial=done, desc=f"sweep {spec.name}", disable=not progress
-    ) as bar:
-        for result in results:
-            bar.update(1)
-            bar.set_postfix_str(f"{result['name']}: {result.get('status', result['state'])}")
+    spec, configs = plan(spec, out)
+    run_configs(
+        configs,
+        out,
+        jobs=jobs,
+        executor=executor,
+        address=address,
+        cluster=cluster,
+        parameters=parameters,
+        progress=progress,
+        label=f"sweep {spec.name}",
+    )
     return store.load(out)[1]

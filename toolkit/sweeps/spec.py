@@ -28,10 +28,9 @@
     high = 1.0
     log = true
 
-    [engine]                     # optional: every point on the real backend
-    name = "distributed"         # "replay" (default: simulate, then train along the Schedule)
-    time_scale = 0.01            # seconds of injected delay per unit of `compute`
-    inject = true
+    [base.engine]                # optional: every point on the real backend (the engine is
+    name = "distributed"         # a config field, toolkit.runs.engine; default "replay":
+    time_scale = 0.01            # simulate, then train along the Schedule); a grid may vary it
 
 Point i of the quasi-random sequence is the i-th of the scrambled sequence of the spec's seed, so
 every point is reproducible from the spec and its index (as AlgoPerf samples tuning trials). Axes
@@ -71,8 +70,7 @@ __all__ = ["MAX_POINTS", "Axis", "Points", "SweepSpec"]
 # and the store build every point to read its id (1-2 ms each, measured on 2 cores).
 MAX_POINTS = 100_000
 SEQUENCES = ("sobol", "halton")
-ENGINES = ("replay", "distributed")
-_TOP = ("name", "base", "grid", "random", "engine")
+_TOP = ("name", "base", "grid", "random")
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,6 @@ class SweepSpec:
     sequence: str = "sobol"
     seed: int = 0
     name: str = "sweep"
-    engine: dict = field(default_factory=lambda: {"name": "replay"})
 
     def __post_init__(self) -> None:
         if isinstance(self.base, RunConfig):
@@ -130,15 +127,6 @@ class SweepSpec:
         if self.axes and not self.count:
             raise ValueError("random.count: quasi-random axes need count >= 1")
         check_int("random.seed", self.seed, 0)
-        engine = dict(self.engine)
-        check_choice("engine.name", engine.pop("name", "replay"), ENGINES)
-        bad = sorted(set(engine) - {"time_scale", "inject"})
-        if bad:
-            raise ValueError(f"{bad[0]}: unknown key in [engine]; valid: inject, name, time_scale")
-        if "time_scale" in engine:
-            check_real("engine.time_scale", engine["time_scale"])
-        if not isinstance(engine.get("inject", True), bool):
-            raise ValueError("inject: [engine] inject must be true or false")
         if self.size > MAX_POINTS:
             axes = [f"{path} ({len(values)})" for path, values in self.grid.items()]
             if self.axes:
@@ -155,10 +143,6 @@ class SweepSpec:
         lengths times ``random.count`` (1 without quasi-random axes)."""
         grid = math.prod(len(values) for values in self.grid.values())
         return grid * (self.count if self.axes else 1)
-
-    @property
-    def engine_name(self) -> str:
-        return self.engine.get("name", "replay")
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -184,6 +168,11 @@ class SweepSpec:
 
     @classmethod
     def _from_dict(cls, data: dict) -> SweepSpec:
+        if "engine" in data:
+            raise ValueError(
+                "engine: the engine is a field of the run config: write it as [base.engine] "
+                "(or vary it in [grid])"
+            )
         unknown = sorted(set(data) - set(_TOP))
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key; a spec has {', '.join(_TOP)}")
@@ -210,7 +199,6 @@ class SweepSpec:
             grid=dict(grid),
             axes=tuple(axes),
             name=str(data.get("name", "sweep")),
-            engine=dict(data.get("engine", {"name": "replay"})),
             **random,
         )
 
