@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from toolkit import schemes
+from toolkit.checks import ConfigError
 from toolkit.cli import build_parser, main
 from toolkit.cli_args import (
     DEFAULT_COMM,
@@ -22,6 +23,7 @@ from toolkit.cli_args import (
     add_scheme_args,
     comm_from_args,
     dist_from_args,
+    flagged,
     scheme_from_args,
 )
 from toolkit.models import Empirical
@@ -107,19 +109,40 @@ def test_help_names_the_schemes_that_use_each_flag():
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "flag", "message"),
     [
-        (["--scheme", "nope", "--n", "3"], "valid: "),
-        (["--scheme", "sync", "--n", "3", "--b", "1"], "'b'"),  # a field Sync does not take
-        (["--scheme", "backup", "--n", "3"], "needs ['b']"),
-        (["--scheme", "easgd", "--n", "3", "--tau", "2", "--alpha", "1.5"], "alpha"),
-        (["--scheme", "diloco", "--n", "3", "--h", "2", "--outer-lr", "0"], "outer_lr"),
+        (["--scheme", "nope", "--n", "3"], "--scheme", "--scheme: unknown scheme 'nope'; valid: "),
+        (["--scheme", "sync", "--n", "0"], "--n", "--n must be an integer >= 1, got 0"),
+        (["--scheme", "sync", "--n", "3", "--b", "1"], "--b", "--b: scheme 'sync' takes ['n']"),
+        (["--scheme", "backup", "--n", "3"], "--b", "--b: scheme 'backup' needs ['b']"),
+        (["--scheme", "easgd", "--n", "3", "--tau", "2", "--alpha", "1.5"], "--alpha", "--alpha "),
+        (
+            ["--scheme", "diloco", "--n", "3", "--h", "2", "--outer-lr", "0"],
+            "--outer-lr",
+            "--outer-lr must be > 0",
+        ),
     ],
 )
-def test_bad_scheme_flags_are_value_errors(argv, message):
-    with pytest.raises(ValueError) as err:
+def test_bad_scheme_flags_are_config_errors_about_the_flag(argv, flag, message):
+    with pytest.raises(ConfigError) as err:
         scheme_from_args(parser().parse_args(argv))
-    assert message in str(err.value)
+    assert err.value.field == flag
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_flagged_maps_the_field_attribute_not_the_message():
+    err = ConfigError("tau", "tau must be an integer >= 1, got 0").within("scheme")
+    assert (err.field, str(err)) == ("scheme.tau", "scheme.tau must be an integer >= 1, got 0")
+    assert (flagged(err).field, str(flagged(err))) == (
+        "--tau",
+        "--tau must be an integer >= 1, got 0",
+    )
+    # the message is never parsed: one that names no field gets the flag in front
+    assert str(flagged(ConfigError("comm", "no server"))) == "--comm: no server"
+    other = ConfigError("lr", "compute: looks like a field but is not one")
+    assert flagged(other) is other
+    plain = ValueError("compute: a plain ValueError carries no field")
+    assert flagged(plain) is plain
 
 
 # --------------------------------------------------------------------------- --comm
@@ -231,11 +254,43 @@ def test_bad_dist_is_an_error_naming_the_flag(text):
         dist_from_args(args)
 
 
-def test_dist_check_hook_refuses_negative_support():
+def test_dist_check_hook_refuses_what_theory_refuses():
+    # negative support is refused by parsing itself (parse_compute checks step times) ...
     args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", "norm(0, 1)"])
-    assert dist_from_args(args).mean() == 0.0  # parsing alone accepts it
-    with pytest.raises(ValueError, match=r"^--dist: step times must be >= 0"):
+    with pytest.raises(ConfigError, match=r"^--dist: step times must be >= 0") as err:
+        dist_from_args(args)
+    assert err.value.field == "--dist"
+    # ... and the theory's hook refuses a compute model that is not one i.i.d. distribution
+    text = 'SlowMachines("expon()", fraction=0.5, slowdown=2)'
+    args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", text])
+    assert dist_from_args(args).slowdown == 2.0
+    with pytest.raises(ConfigError, match=r"^--dist must be a frozen scipy.stats"):
         dist_from_args(args, check=check_step_dist)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "expon(loc=[1, 2])",
+        "expon([1, 2])",
+        'expon(loc="1")',
+        "expon(loc=True)",
+        'SlowMachines("expon(scale=[1, 2])", fraction=0.5, slowdown=2)',
+    ],
+)
+def test_non_scalar_dist_arguments_are_refused_naming_the_flag(text):
+    args = parser().parse_args(["--scheme", "sync", "--n", "2", "--dist", text])
+    with pytest.raises(ConfigError, match=r"^--dist: the arguments of .* must be numbers") as err:
+        dist_from_args(args)
+    assert err.value.field == "--dist"
+
+
+def test_non_scalar_dist_is_one_line_on_the_command_line(capsys):
+    argv = ["simulate", "--scheme", "sync", "--n", "2", "--dist", "expon(loc=[1,2])"]
+    assert main([*argv, "--updates", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --dist: the arguments of 'expon(loc=[1,2])' must be numbers")
+    assert err.count("\n") == 1 and "ambiguous" not in err
 
 
 # --------------------------------------------------------------------------- the three commands

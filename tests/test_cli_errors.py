@@ -7,6 +7,8 @@ Child processes are bounded by timeouts and killed in a ``finally``.
 
 from __future__ import annotations
 
+import argparse
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,8 +19,9 @@ import pytest
 import scipy.stats as st
 import torch
 
-from toolkit.cli import main
-from toolkit.cluster import simulate
+from toolkit.checks import ConfigError, TooLargeError, check_positive
+from toolkit.cli import build_parser, main
+from toolkit.cluster import Schedule, simulate
 from toolkit.limits import set_memory_limit
 from toolkit.replay import train
 from toolkit.schemes import EASGD, Sync
@@ -105,7 +108,8 @@ def test_debug_shows_the_traceback():
         text=True,
         timeout=120,
     )
-    assert done.returncode != 0 and "Traceback" in done.stderr and "ValueError" in done.stderr
+    assert done.returncode != 0 and "Traceback" in done.stderr
+    assert "toolkit.checks.ConfigError: --n must be an integer >= 1, got 0" in done.stderr
 
 
 def test_a_closed_pipe_ends_quietly():
@@ -280,3 +284,117 @@ def test_train_takes_a_workload_name():
     assert torch.equal(by_name.params, by_value.params)
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
         train(sched, "nope")
+
+
+# ------------------------------------------------------------------ silent surprises, refused
+def _toolkit(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m toolkit ARGV`` as a user runs it, bounded by a timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess, *parts: str) -> None:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for part in parts:
+        assert part in done.stderr, done.stderr
+
+
+def test_simulate_refuses_an_existing_out_unless_overwrite(tmp_path):
+    out = tmp_path / "s.parquet"
+    out.write_text("an earlier result")
+    _one_line(_toolkit(*SIM, "--out", str(out)), "already exists", "--overwrite")
+    assert out.read_text() == "an earlier result"
+    done = _toolkit(*SIM, "--out", str(out), "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Schedule.load(out).updates == 10
+
+
+def test_a_non_scalar_distribution_argument_is_one_line_naming_dist():
+    argv = ["simulate", "--scheme", "sync", "--n", "2", "--dist", "expon(loc=[1,2])"]
+    done = _toolkit(*argv, "--updates", "5")
+    _one_line(done, "--dist: the arguments of 'expon(loc=[1,2])' must be numbers")
+    assert "ambiguous" not in done.stderr
+
+
+def test_distributed_refuses_negative_step_times_before_starting_a_process(tmp_path):
+    out = tmp_path / "run"
+    argv = ["distributed", "--workload", "logreg", "--scheme", "sync", "--n", "2"]
+    done = _toolkit(*argv, "--updates", "2", "--dist", "norm(0, 1)", "--out", str(out))
+    _one_line(done, "--dist: step times must be >= 0")
+    assert not out.exists()  # refused before the run directory, so before any rank
+
+
+def test_max_staleness_without_drop_is_refused_by_train(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--no-progress", "--max-staleness", "3", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--max-staleness: only staleness='drop' takes a bound")  # the flag
+    assert not out.exists()
+    argv = [*TRAIN, "--no-progress", "--staleness", "lr", "--max-staleness", "3"]
+    assert main([*argv, "--out", str(out)]) == 2
+    _one_line_error(capsys, "staleness is 'lr'")
+
+
+def test_sweep_status_refuses_a_directory_that_is_not_a_sweep(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a sweep")
+    _one_line(_toolkit("sweep", "status", str(tmp_path)), "is not a sweep directory")
+    _one_line(_toolkit("sweep", "status", str(tmp_path / "nowhere")), "no sweep directory")
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "toolkit"):
+    """(name, parser) of ``parser`` and every subcommand below it."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from _parsers(child, f"{name} {sub}")
+
+
+COMMANDS = [name for name, _ in _parsers(build_parser())] + [
+    name for top in ("theory", "sweep") for name, _ in _parsers(build_parser(top)) if " " in name
+]
+
+
+@pytest.mark.parametrize(
+    "command",
+    sorted(set(COMMANDS)),
+)
+def test_every_help_has_a_complete_description(command):
+    top = command.split()[1] if " " in command else None
+    parser = dict(_parsers(build_parser(top)))[command]
+    text = parser.description or ""
+    assert text.endswith(".") and text[0].isupper(), (command, text)  # a sentence, not cut
+    assert "``" not in text, (command, text)  # reStructuredText belongs in docstrings
+
+
+def test_config_errors_carry_their_field_through_rewording_and_pickling():
+    with pytest.raises(ConfigError) as err:
+        check_positive("lr", 0.0)
+    assert (err.value.field, str(err.value)) == ("lr", "lr must be > 0 and finite, got 0.0")
+    inner = ConfigError("n", "n must be an integer >= 1, got 0")
+    assert str(inner.within("scheme")) == "scheme.n must be an integer >= 1, got 0"
+    assert str(inner.renamed("--n")) == "--n must be an integer >= 1, got 0"
+    # a message that does not start with its field keeps its text when re-rooted, and gets the
+    # new name in front when renamed; a longer name that merely starts alike is not the field
+    other = ConfigError("b", "scheme 'sync' takes ['n'], not ['b']")
+    assert (other.within("scheme").field, str(other.within("scheme"))) == ("scheme.b", str(other))
+    assert str(other.renamed("--b")) == "--b: scheme 'sync' takes ['n'], not ['b']"
+    assert (
+        str(ConfigError("n", "n_train must be <= 10").within("workload")) == "n_train must be <= 10"
+    )
+    set_memory_limit("10 kB")
+    try:
+        with pytest.raises(TooLargeError) as big:
+            simulate(Sync(4), st.expon(), updates=1000)
+    finally:
+        set_memory_limit(None)
+    assert big.value.field == "updates" and isinstance(big.value, ConfigError)
+    for error in (inner, big.value, inner.within("scheme").renamed("--n")):
+        back = pickle.loads(pickle.dumps(error))
+        assert (type(back), back.field, str(back)) == (type(error), error.field, str(error))

@@ -29,3 +29,19 @@ def test_demo_runs_every_scheme_and_writes_its_outputs(tmp_path, capsys):
     for scheme in default_schemes(4):
         assert (tmp_path / scheme.name / "manifest.json").exists()
     assert "summary.csv" in capsys.readouterr().out
+
+
+def test_demo_numbers_do_not_depend_on_jobs(tmp_path):
+    """Two workers (one torch thread each) give the table one process gives, row for row."""
+    from toolkit.demo import run_demo
+
+    kwargs = {"machines": 4, "budget_steps": 10, "progress": False}
+    one = run_demo(tmp_path / "one", jobs=1, **kwargs).drop(columns="replay_seconds")
+    two = run_demo(tmp_path / "two", jobs=2, **kwargs).drop(columns="replay_seconds")
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_demo_refuses_zero_jobs(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--jobs" in err and len(err.splitlines()) == 1

@@ -17,6 +17,7 @@ import pytest
 import scipy.stats as st
 import torch
 
+from toolkit.checks import TooLargeError
 from toolkit.cluster import Schedule, simulate
 from toolkit.cluster.schedule import RowKind
 from toolkit.distributed import Aggregator, RunFailed, collect, path_of, run_distributed, write_job
@@ -262,19 +263,18 @@ def _run_and_kill(config, out, rank, *, after=1.0, timeout=120, directory=False,
         except Exception as err:  # the test inspects it
             box["error"] = err
 
-    folder = out / "ranks" if directory else out
-    out = folder
+    ranks = out / "ranks" if directory else out  # where the ranks write
 
     thread = threading.Thread(target=go)
     thread.start()
     path = path_of(config.scheme, config.engine.collective)
     world = config.scheme.rule.machines + (path in ("server", "replica_server"))
     deadline = time.monotonic() + 90
-    while len(list(out.glob("rank*.ready"))) < world:
+    while len(list(ranks.glob("rank*.ready"))) < world:
         assert time.monotonic() < deadline and thread.is_alive(), box
         time.sleep(0.05)
     time.sleep(after)
-    pid = _rank_pid(out, rank)
+    pid = _rank_pid(ranks, rank)
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=120)
     assert not thread.is_alive(), "the run did not end within 120 s of the kill"
@@ -415,7 +415,7 @@ def test_a_sweep_runs_its_points_on_the_backend_and_the_engine_is_in_the_id(tmp_
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "start" for e in log) == 4  # each point ran once, on its engine
     with pytest.raises(ValueError, match=r"engine\.name"):
-        SweepSpec.from_toml('[base]\nworkload = "logreg"\n[base.engine]\nname = "torchrun"\n')
+        SweepSpec.from_toml(text + '[base.engine]\nname = "torchrun"\n')
     with pytest.raises(ValueError, match=r"^engine: .*\[base\.engine\]"):
         SweepSpec.from_toml('[base]\nworkload = "logreg"\n[engine]\nname = "distributed"\n')
 
@@ -567,7 +567,7 @@ def test_more_ranks_than_the_machine_hosts_are_refused_before_any_process(tmp_pa
     before = _live_children()
     with monkeypatch.context() as m:
         m.setattr(subprocess, "Popen", popen)
-        with pytest.raises(ValueError, match=r"^n: Async\(n=1000\) runs as 1001 processes \(abo"):
+        with pytest.raises(TooLargeError, match=r"^scheme.n: Async\(n=1000\) runs as 1001 proc"):
             run_distributed(config, out=tmp_path / "a")
         assert started == [] and not (tmp_path / "a").exists()
         m.setenv("TOOLKIT_MAX_RANKS", "1001")
@@ -586,7 +586,7 @@ def test_cli_refuses_too_many_ranks_in_one_line(tmp_path):
         [*base, "--scheme", "async", "--n", "1000"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith("error: n: Async(n=1000) runs as 1001 processes (about 300 GB)")
+    assert done.stderr.startswith("error: --n: Async(n=1000) runs as 1001 processes (about 300 GB)")
     assert "more than this machine hosts" in done.stderr and "--max-ranks N" in done.stderr
     assert not (tmp_path / "d").exists()
     bad = [*base, "--scheme", "sync", "--n", "2", "--max-ranks", "0"]
@@ -606,7 +606,7 @@ def test_cli_run_failures_are_one_line_naming_the_ranks_and_why(tmp_path):
     bad = [*base, *sync, "--dist", "norm(1, 1)", "--out", str(tmp_path / "bad")]
     done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith("error: compute: step times must be >= 0")
+    assert done.stderr.startswith("error: --dist: step times must be >= 0")
     assert not (tmp_path / "bad").exists()
     debug = [sys.executable, "-m", "toolkit", "--debug", *bad[3:]]
     done = subprocess.run(debug, capture_output=True, text=True, timeout=120)

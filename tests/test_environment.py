@@ -5,9 +5,8 @@ test keeps it honest by comparing the two lists (conda names pytorch what pip na
 """
 
 import re
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}

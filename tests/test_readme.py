@@ -1,5 +1,8 @@
-"""The README's Python snippets run as written (in a fresh interpreter, in order)."""
+"""The front-door docs run as written: the README's Python snippets (in a fresh interpreter, in
+order) and TOML files, and docs/theory.md's ``>>>`` examples as doctests, whose printed numbers
+are the page's."""
 
+import doctest
 import re
 import subprocess
 import sys
@@ -17,3 +20,32 @@ def test_readme_python_blocks_run(tmp_path):
         [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_readme_toml_blocks_load():
+    """Each TOML block is a RunConfig or, with a ``[base]`` table, a sweep spec whose points are
+    valid RunConfigs."""
+    from toolkit.runs import RunConfig
+    from toolkit.sweeps import SweepSpec
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    kinds = []
+    for text in blocks:
+        if "[base]" in text:
+            assert len(SweepSpec.from_toml(text).points()) > 0
+            kinds.append("sweep")
+        else:
+            assert isinstance(RunConfig.from_toml(text), RunConfig)
+            kinds.append("run")
+    assert {"run", "sweep"} <= set(kinds)
+
+
+def test_theory_notes_examples_print_what_the_page_says():
+    result = doctest.testfile(
+        str(ROOT / "docs" / "theory.md"),
+        module_relative=False,
+        optionflags=doctest.NORMALIZE_WHITESPACE,
+        verbose=False,
+    )
+    assert result.attempted >= 20
+    assert result.failed == 0

@@ -15,6 +15,7 @@ import faulthandler
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toolkit.checks import ConfigError
 from toolkit.cli import main
 from toolkit.cluster import Schedule
 from toolkit.runs import run, schedule_for
@@ -137,6 +139,26 @@ def test_spec_errors_in_base_and_random_name_their_lines():
         SweepSpec.from_toml("[base\n")
     with pytest.raises(ValueError, match=r"scheme 'easgd' needs.*\(line 17\)"):
         SweepSpec.from_toml(TINY + 'scheme = [{name = "easgd", n = 2, tau = 2}]\n')
+
+
+def test_spec_errors_keep_the_field_and_point_at_where_the_value_was_set():
+    random = TINY + "[random]\ncount = 2\n[random.axes.momentum]\nlow = 1.0\nhigh = 2.0\n"
+    with pytest.raises(ConfigError, match=r"^momentum must lie in .*\(line 19\)$") as err:
+        SweepSpec.from_toml(random)  # the axis' table, not the base
+    assert err.value.field == "momentum"
+    whole = TINY + 'scheme = [{name = "sync", n = 0}]\n'
+    with pytest.raises(ConfigError, match=r"^scheme.n must be an integer.*\(line 17\)$") as err:
+        SweepSpec.from_toml(whole)  # a whole table of the grid holds the bad n
+    assert err.value.field == "scheme.n"
+    base = TINY.replace("n = 2\n", "n = 0\n")
+    with pytest.raises(ConfigError, match=r"^scheme.n must be an integer.*\(line 9\)$"):
+        SweepSpec.from_toml(base)
+    with pytest.raises(ConfigError, match=r"high is required \(line 19\)") as err:
+        SweepSpec.from_toml(TINY + "[random]\ncount = 2\n[random.axes.lr]\nlow = 1.0\n")
+    assert err.value.field == "random.axes.lr.high"
+    with pytest.raises(ConfigError) as err:  # from Python: the same field, no line to name
+        SweepSpec(base=SweepSpec.from_toml(TINY).base, grid={"lr": [-1.0]}).points()
+    assert err.value.field == "lr" and "line" not in str(err.value)
 
 
 @pytest.mark.parametrize("sequence", ["sobol", "halton"])
@@ -337,35 +359,77 @@ def test_sweep_runs_skips_complete_runs_and_reuses_them_when_the_spec_changes(tm
     (out / "spec.toml").write_text(TINY)
     assert main(["sweep", "export", str(out), "--dest", str(tmp_path / "cli")]) == 0
     assert sorted(load(tmp_path / "cli")[1]["seed"]) == [0, 0, 1, 1]
-    with pytest.raises(ValueError, match=r"out: the sweep directory .* holds no runs"):
+    (tmp_path / "empty" / "runs").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"out: the sweep directory .* holds no runs"):
         export(tmp_path / "empty", tmp_path / "nowhere")
+
+
+def test_load_and_status_refuse_what_is_not_a_sweep(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    for out, message in [
+        (tmp_path / "nonexistent", "out: no sweep directory"),
+        (tmp_path / "other", "is not a sweep directory (no spec.toml, no runs/)"),
+    ]:
+        for call in (load, status, report):
+            with pytest.raises(ConfigError, match=re.escape(message)) as err:
+                call(out)
+            assert err.value.field == "out"
+    assert not (tmp_path / "nonexistent").exists()  # report made no folder for it
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "spec.toml").write_text(TINY)  # a sweep not yet run: empty tables
+    assert load(tmp_path / "fresh")[1].empty
+    assert status(tmp_path / "fresh")["new"] == 4
 
 
 def test_a_run_that_raises_is_recorded_and_a_diverged_run_is_a_result(tmp_path):
     def broken(**kwargs):
         raise RuntimeError("this workload cannot be built")
 
+    def refused(**kwargs):
+        raise ConfigError("n_train", "n_train must be <= 10 (available), got 400")
+
     register_workload("broken_for_test", broken)
+    register_workload("refused_for_test", refused)
     try:
         spec = SweepSpec.from_toml(
             TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", "")
             + """\
-workload = [{name = "broken_for_test"}, {name = "quadratic"}]
+workload = [{name = "broken_for_test"}, {name = "refused_for_test"}, {name = "quadratic"}]
 lr = [0.01, 100.0]
 """
         )
         summary = run_sweep(spec, tmp_path, progress=False).set_index(["workload", "lr"])
     finally:
         WORKLOADS.pop("broken_for_test")
+        WORKLOADS.pop("refused_for_test")
     assert summary.loc[("broken_for_test", 0.01), "state"] == "failed"
-    error = next((tmp_path / "runs").glob("*/error.txt")).read_text()
+    run_id = summary.loc[("broken_for_test", 0.01), "run_id"]
+    error = (tmp_path / "runs" / run_id / "error.txt").read_text()
     assert "RuntimeError: this workload cannot be built" in error
+    # the structured record beside the traceback, and the summary's columns read from it
+    record = json.loads((tmp_path / "runs" / run_id / "error.json").read_text())
+    assert record == {
+        "type": "RuntimeError",
+        "field": None,
+        "message": "this workload cannot be built",
+    }
+    refused_row = summary.loc[("refused_for_test", 0.01)]
+    assert (refused_row["state"], refused_row["error_type"]) == ("failed", "ConfigError")
+    assert refused_row["error_field"] == "n_train"
+    assert summary.loc[("broken_for_test", 100.0), "error_type"] == "RuntimeError"
+    assert pd.isna(summary.loc[("broken_for_test", 100.0), "error_field"])
+    assert summary.loc[("quadratic", 0.01), ["error_type", "error_field"]].isna().all()
     assert summary.loc[("quadratic", 100.0), "state"] == "complete"
     assert summary.loc[("quadratic", 100.0), "status"] == "diverged"
     assert summary.loc[("quadratic", 0.01), "status"] == "ok"
-    assert status(tmp_path)["failed"] == 2
+    assert status(tmp_path)["failed"] == 4
     tables = report(tmp_path)
-    assert set(tables["failures"]["error"]) == {"RuntimeError: this workload cannot be built"}
+    assert set(tables["failures"]["error"]) == {
+        "RuntimeError: this workload cannot be built",
+        "toolkit.checks.ConfigError: n_train must be <= 10 (available), got 400",
+    }
+    assert set(tables["failures"]["error_field"].dropna()) == {"n_train"}
 
 
 def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs(tmp_path):
@@ -809,3 +873,14 @@ def test_curves_average_seeds_on_a_common_time_grid():
     assert (x[0], x[-1], len(x)) == (0.0, 20.0, 64)
     both = np.interp(x, [0, 10, 20], [0, 1, 2]) + np.interp(x, [0, 5, 15, 20], [0, 1, 3, 4])
     np.testing.assert_allclose(y, both / 2)
+
+
+def test_a_run_whose_process_died_is_recorded_without_an_exception(tmp_path):
+    from toolkit.sweeps.store import record_failure, run_dir
+
+    (config,) = SweepSpec.from_toml(TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", "")).points()
+    (tmp_path / "spec.toml").write_text(TINY)
+    record_failure(run_dir(tmp_path, config), config, "its process ended with exit code -9")
+    (row,) = load(tmp_path)[1].to_dict("records")
+    assert (row["state"], row["error"]) == ("failed", "its process ended with exit code -9")
+    assert pd.isna(row["error_type"]) and pd.isna(row["error_field"])

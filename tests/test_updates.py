@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra.numpy import arrays
 
+from toolkit.checks import ConfigError
 from toolkit.schemes import EASGD, DiLoCo, LocalSGD, Replicated, Shared, Staleness, Sync
 from toolkit.schemes.updates import Step, average, elastic, local_nesterov, outer, sgd
 
@@ -32,6 +33,10 @@ def test_staleness_policies():
         Staleness("drop")
     with pytest.raises(ValueError, match="staleness"):
         Staleness("bogus")
+    for policy in ("none", "lr"):  # a bound only "drop" reads is refused, not ignored
+        with pytest.raises(ConfigError, match=r"^max_staleness: only staleness='drop'") as err:
+            Staleness(policy, 3)
+        assert err.value.field == "max_staleness"
     # weights: the mean over the kept gradients of each update, times the factor
     upd, st = np.array([0, 0, 1, 1, 1, 3]), np.array([0, 2, 1, 5, 0, 4])
     keep, w, count = Staleness("drop", 2).weights(upd, st)

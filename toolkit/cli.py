@@ -2,10 +2,11 @@
 
 Each layer registers its own subcommands with a ``register(subparsers)`` function in its
 ``cli`` module, so this file only lists them and turns the errors a user can cause into one
-line on stderr: bad input (ValueError) and file-system errors (OSError, with the path) give exit
-code 2, a closed output pipe (``... | head``) ends quietly, Ctrl-C (SIGINT) gives exit code 130
-and SIGTERM 143, at any moment, the imports included (a run writes its checkpoint first and says
-how to resume). ``--debug`` shows the traceback instead.
+line on stderr: bad input (a ``toolkit.checks.ConfigError`` naming its field, or another
+ValueError) and file-system errors (OSError, with the path) give exit code 2, a closed output
+pipe (``... | head``) ends quietly, Ctrl-C (SIGINT) gives exit code 130 and SIGTERM 143, at any
+moment, the imports included (a run writes its checkpoint first and says how to resume).
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations

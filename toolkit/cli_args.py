@@ -19,9 +19,10 @@ written the same way, parsed by ``toolkit.models.comm.parse_comm``::
     --comm "ParameterServer(nbytes=4e6, bandwidth=1.25e9, latency=1e-4)"
     --dist runs/times.csv --column step_time --comm "RingAllReduce(nbytes=4e6, bandwidth=1.25e9)"
 
-Both are parsed with ``ast`` and never evaluated. Bad values raise ValueError whose message starts
-with the flag (``--dist: ...``, ``--comm: ...``); ``toolkit.cli.main`` turns it into a line on
-stderr and exit code 2.
+Both are parsed with ``ast`` and never evaluated. Bad values raise a
+``toolkit.checks.ConfigError`` about the flag (its ``field`` is the flag, and so is the start of its
+message: ``--dist: ...``, ``--n must be ...``), mapped from the error's config field by
+:data:`FLAGS`; ``toolkit.cli.main`` turns it into a line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from toolkit.checks import ConfigError
 from toolkit.models.comm import COMM_MODELS, CommModel, parse_comm
 from toolkit.models.dists import parse_dist
 from toolkit.models.stragglers import parse_compute
@@ -40,6 +42,7 @@ from toolkit.schemes import SCHEMES, Scheme, make_scheme
 __all__ = [
     "DEFAULT_COMM",
     "DEFAULT_DIST",
+    "FLAGS",
     "SCHEME_FLAGS",
     "add_cluster_args",
     "add_comm_args",
@@ -48,6 +51,7 @@ __all__ = [
     "comm_from_args",
     "compute_from_args",
     "dist_from_args",
+    "flagged",
     "scheme_from_args",
 ]
 
@@ -68,6 +72,27 @@ SCHEME_FLAGS: dict[str, tuple[str, type, str]] = {
     "outer_lr": ("--outer-lr", float, "outer learning rate"),
     "outer_momentum": ("--outer-momentum", float, "outer Nesterov momentum"),
 }
+
+
+# config field (``err.field`` of a ConfigError) -> the flag that sets it
+FLAGS: dict[str, str] = {
+    "compute": "--dist",
+    "dist": "--dist",
+    "column": "--column",
+    "comm": "--comm",
+    "scheme.name": "--scheme",
+    **{
+        f"scheme.{field}": flag for field, (flag, typ, _) in SCHEME_FLAGS.items() if typ is not bool
+    },
+}
+
+
+def flagged(err: ValueError) -> ValueError:
+    """``err`` about the flag that sets its field (:data:`FLAGS`), e.g. ``compute: ...`` ->
+    ``--dist: ...``; unchanged where the field has no flag or ``err`` is no ConfigError."""
+    if isinstance(err, ConfigError) and err.field in FLAGS:
+        return err.renamed(FLAGS[err.field])
+    return err
 
 
 def _users(field: str) -> tuple[list[str], object]:
@@ -105,14 +130,18 @@ def add_scheme_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -
 
 def scheme_from_args(args: argparse.Namespace) -> Scheme:
     """The scheme the flags of :func:`add_scheme_args` describe (``toolkit.schemes.make_scheme``:
-    flags left out take the scheme's defaults; a flag the scheme does not take is an error)."""
+    flags left out take the scheme's defaults; a flag the scheme does not take is an error);
+    errors name the flag."""
     fields: dict[str, Any] = {}
     for field, (flag, typ, _) in SCHEME_FLAGS.items():
         value = getattr(args, _dest(flag), None)
         if typ is bool:  # --asynchronous: synchronous=False when given, else the default
             value = False if value else None
         fields[field] = value
-    return make_scheme(args.scheme, **fields)
+    try:
+        return make_scheme(args.scheme, **fields)
+    except ConfigError as err:
+        raise flagged(err.within("scheme")) from None
 
 
 def add_dist_args(
@@ -167,16 +196,6 @@ def add_cluster_args(
     add_comm_args(parser, default=comm_default)
 
 
-def _flagged(err: ValueError, fields: dict[str, str]) -> ValueError:
-    """``err`` with its message starting with the flag: ``"dist: x"`` -> ``"--dist: x"``; a message
-    naming no field gets the first flag as a prefix."""
-    text = str(err)
-    for field, flag in fields.items():
-        if text.startswith(f"{field}:"):
-            return ValueError(flag + text[len(field) :])
-    return ValueError(f"{next(iter(fields.values()))}: {text}")
-
-
 def dist_from_args(args: argparse.Namespace, check: Callable[[Any], Any] | None = None) -> Any:
     """The step-time model of ``--dist`` (``toolkit.models.parse_compute``: a scipy.stats call, a
     .csv trace, or a model such as ``SlowMachines("lognorm(0.5)", fraction=0.1, slowdown=4)``)
@@ -184,15 +203,17 @@ def dist_from_args(args: argparse.Namespace, check: Callable[[Any], Any] | None 
     ``toolkit.models.dists.check_step_dist``, which takes i.i.d. distributions only); errors name
     ``--dist`` or ``--column``."""
     if getattr(args, "dist", None) is None:
-        raise ValueError("--dist: a step-time distribution is required")
+        raise ConfigError("--dist", "--dist: a step-time distribution is required")
     column = getattr(args, "column", None)
     try:
-        dist = parse_dist(args.dist, column) if column is not None else parse_compute(args.dist)
+        if column is not None or str(args.dist).strip().lower().endswith(".csv"):
+            dist = parse_dist(args.dist, column)  # errors name --column where it is the fix
+        else:
+            dist = parse_compute(args.dist)
         if check is not None:
             check(dist)
-    except ValueError as err:
-        text = str(err).removeprefix("compute: ")
-        raise _flagged(ValueError(text), {"dist": "--dist", "column": "--column"}) from None
+    except ConfigError as err:
+        raise flagged(err if err.field in FLAGS else err.renamed("dist")) from None
     return dist
 
 
@@ -210,5 +231,5 @@ def comm_from_args(args: argparse.Namespace) -> CommModel | None:
     ``--comm``."""
     try:
         return parse_comm(getattr(args, "comm", None))
-    except ValueError as err:
-        raise _flagged(err, {"comm": "--comm"}) from None
+    except ConfigError as err:
+        raise flagged(err) from None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError, check_int
 from toolkit.cluster import Schedule
 from toolkit.models import ParameterServer
 from toolkit.models.dists import parse_dist
@@ -52,6 +53,7 @@ def run_demo(
     lr: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    jobs: int = 2,
 ) -> pd.DataFrame:
     """Run the demo; returns the summary table (also written to ``out/summary.csv``).
 
@@ -60,12 +62,15 @@ def run_demo(
     ``time_budget``, one run directory per scheme under ``out``, replaced on every demo). The
     asynchronous schemes (Async, KAsync, KBatchAsync) use the staleness-aware rate
     (lr / staleness, Zhang et al. IJCAI 2016). "Time to target" is the workload's own target.
+    ``jobs``: schemes run at once, each in a process with one torch thread (1: one after the
+    other in this process, with a progress bar per run); the numbers do not depend on it.
     """
     from toolkit.plots import plot_curves
-    from toolkit.runs import RunConfig, run  # torch is imported only here
+    from toolkit.runs import RunConfig  # torch is imported only here
     from toolkit.theory import step_time
     from toolkit.workloads import get_workload
 
+    jobs = check_int("jobs", jobs, 1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     compute = parse_dist(dist)
@@ -74,11 +79,9 @@ def run_demo(
     comm = ParameterServer(nbytes=4.0 * n_params, bandwidth=2e6, latency=1e-3)
     comm_text = f"ParameterServer(nbytes={comm.nbytes!r}, bandwidth=2e6, latency=1e-3)"
     budget = budget_steps * step_time(Sync(machines), compute, comm)
-    target = wl.target
 
-    rows, curves = [], []
+    tasks = []
     for scheme in default_schemes(machines):
-        t0 = time.perf_counter()
         asynchronous = not (scheme.rule.barrier or scheme.rule.replicas)
         config = RunConfig(
             scheme=scheme,
@@ -90,31 +93,105 @@ def run_demo(
             time_budget=budget,
             seed=seed,
         )
-        res = run(config, out / scheme.name, overwrite=True, progress=progress)
-        summary = Schedule.load(out / scheme.name / "schedule.parquet").summary()
-        ev = res.evaluations
-        hit = ev[ev[wl.metric].map(wl.reached)] if target is not None else ev.iloc[:0]
+        task = {"config": config, "path": out / scheme.name, "progress": progress and jobs == 1}
+        task["predicted_step"] = step_time(scheme, compute, comm)
+        task["cost"] = budget / task["predicted_step"]  # updates (local steps) in the budget
+        tasks.append(task)
+    results = _run_all(tasks, jobs, progress)
+
+    rows, curves = [], []
+    for task, (row, curve) in zip(tasks, results, strict=True):
         rows.append(
-            {
-                "scheme": str(scheme),
-                "predicted_step": step_time(scheme, compute, comm),
-                "simulated_step": summary["mean_step_time"],
-                "updates_in_budget": len(res.frame),
-                "staleness_mean": summary["staleness_mean"],
-                "dropped_fraction": summary["dropped_fraction"],
-                "status": res.status,
-                wl.metric: float(ev[wl.metric].iloc[-1]) if len(ev) else np.nan,
-                f"time_to_{target}": float(hit["time"].iloc[0]) if len(hit) else np.nan,
-                "replay_seconds": time.perf_counter() - t0,
-            }
+            {"scheme": str(task["config"].scheme), "predicted_step": task["predicted_step"]}
         )
-        curves.append(ev.assign(scheme=str(scheme)))
+        rows[-1].update(row)
+        curves.append(curve.assign(scheme=rows[-1]["scheme"]))
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
     title = f"{workload} on {machines} machines, {dist} step times, budget {budget:.4g} s"
     fig = plot_curves(pd.concat(curves), y=wl.metric, budget=budget, title=title)
     fig.savefig(out / "accuracy_vs_time.png", dpi=120)
     return table
+
+
+def _run_scheme(task: dict) -> tuple[dict, pd.DataFrame]:
+    """Simulate and train one scheme's run; its table row (without the prediction) and its
+    evaluations."""
+    from toolkit.runs import run
+    from toolkit.workloads import get_workload
+
+    t0 = time.perf_counter()
+    config = task["config"]
+    wl = get_workload(config.workload)
+    res = run(config, task["path"], overwrite=True, progress=task["progress"])
+    summary = Schedule.load(task["path"] / "schedule.parquet").summary()
+    ev = res.evaluations
+    target = wl.target
+    hit = ev[ev[wl.metric].map(wl.reached)] if target is not None else ev.iloc[:0]
+    row = {
+        "simulated_step": summary["mean_step_time"],
+        "updates_in_budget": len(res.frame),
+        "staleness_mean": summary["staleness_mean"],
+        "dropped_fraction": summary["dropped_fraction"],
+        "status": res.status,
+        wl.metric: float(ev[wl.metric].iloc[-1]) if len(ev) else np.nan,
+        f"time_to_{target}": float(hit["time"].iloc[0]) if len(hit) else np.nan,
+        "replay_seconds": time.perf_counter() - t0,
+    }
+    return row, ev
+
+
+def _worker_init() -> None:
+    """A demo worker: one torch thread, and death with the demo (Linux ``PR_SET_PDEATHSIG``).
+
+    The MLP's operations are small: two threads on one of them cost more CPU than they save, and
+    two one-thread processes use two cores fully."""
+    import torch
+
+    from toolkit.distributed.launch import die_with_parent
+
+    torch.set_num_threads(1)
+    die_with_parent()
+
+
+def _run_all(tasks: list[dict], jobs: int, progress: bool) -> list[tuple[dict, pd.DataFrame]]:
+    """``_run_scheme`` of every task, in the tasks' order; ``jobs`` > 1 on a process pool.
+
+    Replay's cost grows with the number of updates a scheme makes in the budget (each one batched
+    step) more than with its gradients, so the pool starts the schemes with the most predicted
+    updates first (``cost``) and the workers finish close together."""
+    import sys
+
+    import torch
+
+    if jobs == 1:  # in this process, with one torch thread as in a worker, restored after
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return [_run_scheme(task) for task in tasks]
+        finally:
+            torch.set_num_threads(threads)
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    cuda = torch.cuda.is_initialized()  # a forked child cannot use CUDA
+    ctx = get_context("fork" if sys.platform == "linux" and not cuda else "spawn")
+    order = sorted(range(len(tasks)), key=lambda i: -tasks[i]["cost"])
+    results: list = [None] * len(tasks)
+    bar = tqdm(total=len(tasks), desc="demo", unit="scheme", disable=not progress)
+    with ProcessPoolExecutor(
+        min(jobs, len(tasks)), mp_context=ctx, initializer=_worker_init
+    ) as pool:
+        futures = {pool.submit(_run_scheme, tasks[i]): i for i in order}
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            bar.set_postfix_str(tasks[i]["config"].scheme.name)
+            bar.update()
+    bar.close()
+    return results
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -141,13 +218,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workload", default="mnist1d_mlp", help="workload name (mnist1d_mlp)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (workload default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clock, data and model (0)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="schemes trained at once, one process with one torch thread each (2)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.machines < 2:
-        raise ValueError(f"--machines must be >= 2, got {args.machines}")
+        raise ConfigError("--machines", f"--machines must be >= 2, got {args.machines}")
+    if args.jobs < 1:
+        raise ConfigError("--jobs", f"--jobs must be >= 1, got {args.jobs}")
     table = run_demo(
         args.out,
         args.machines,
@@ -157,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         args.lr,
         args.seed,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 
+from toolkit.checks import ConfigError, TooLargeError
+
 __all__ = ["check_memory", "cores", "format_bytes", "memory_limit", "set_memory_limit"]
 
 _UNITS = {
@@ -33,9 +35,10 @@ _limit: float | None = None
 def _parse(text: str) -> float:
     m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(
+        raise ConfigError(
+            "TOOLKIT_MEMORY_LIMIT",
             f"TOOLKIT_MEMORY_LIMIT: expected bytes or a number with a unit (8GB, 512MiB), "
-            f"got {text!r}"
+            f"got {text!r}",
         )
     return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
@@ -64,12 +67,14 @@ def format_bytes(n: float) -> str:
 
 
 def check_memory(argument: str, what: str, nbytes: float) -> None:
-    """ValueError naming ``argument`` when ``what`` would need more than the limit."""
+    """:class:`~toolkit.checks.TooLargeError` naming ``argument`` when ``what`` would need more
+    than the limit."""
     limit = memory_limit()
     if nbytes > limit:
-        raise ValueError(
+        raise TooLargeError(
+            argument,
             f"{argument}: {what} needs about {format_bytes(nbytes)}, above the limit of "
-            f"{format_bytes(limit)} (TOOLKIT_MEMORY_LIMIT, default half the machine's memory)"
+            f"{format_bytes(limit)} (TOOLKIT_MEMORY_LIMIT, default half the machine's memory)",
         )
 
 

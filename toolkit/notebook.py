@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from toolkit.checks import check_choice
+from toolkit.checks import ConfigError, check_choice
 
 __all__ = ["PROFILES", "Output", "paper_sweep", "profile", "repo_root"]
 
@@ -61,9 +61,10 @@ def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None):
     (default ``data/paper``) restricted to the points of ``spec`` (default
     ``sweeps/paper.toml``), with two columns added: ``machines`` (n + b) and ``score``, the final
     value of the main metric with a diverged run scored 0 (its last finite value is not a
-    result). A point whose run was refused for its configuration (a ValueError, e.g. more workers
-    x batch size than training samples) is infeasible: it is left out, and listed with its error
-    in ``summary.attrs["infeasible"]``. Raises ValueError naming ``data`` when any other point of
+    result). A point whose run was refused for its configuration (its ``error_field`` names the
+    field, e.g. more workers x batch size than training samples; a TooLargeError, refused for
+    this machine's memory, is not) is infeasible: it is left out, and listed with its error in
+    ``summary.attrs["infeasible"]``. Raises ConfigError naming ``data`` when any other point of
     the spec has no complete run."""
     from toolkit.sweeps import SweepSpec, load
 
@@ -72,23 +73,25 @@ def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None):
     evaluations, summary = load(data)
     ids = {config.id() for config in SweepSpec.load(spec).points()}
     summary = summary[summary["run_id"].isin(ids)]
-    errors = summary["error"].fillna("") if "error" in summary else ""
-    refused = summary["state"].eq("failed") & pd.Series(errors, index=summary.index).str.startswith(
-        "ValueError"
-    )
+    error = summary.reindex(columns=["error_type", "error_field"])  # absent: no failures
+    refused = summary["state"].eq("failed") & error["error_field"].notna()
+    refused &= error["error_type"].ne("TooLargeError")
     infeasible = summary[refused].copy()
     done = set(summary.loc[summary["state"] == "complete", "run_id"]) | set(infeasible["run_id"])
     if not ids <= done:
-        raise ValueError(
+        raise ConfigError(
+            "data",
             f"data: {str(data)!r} lacks {len(ids - done)} of the {len(ids)} runs of {spec.name} "
-            "(make paper FULL=1 runs them)"
+            "(make paper FULL=1 runs them)",
         )
     summary = summary[summary["state"] == "complete"].reset_index(drop=True)
     evaluations = evaluations[evaluations["run_id"].isin(summary["run_id"])].reset_index(drop=True)
     for t in (evaluations, summary, infeasible):
         t["machines"] = (t["scheme.n"] + t["scheme.b"].fillna(0)).astype(int)
     if not (summary["metric"] == "test_accuracy").all():
-        raise ValueError(f"data: {str(data)!r}: score expects test_accuracy as every main metric")
+        raise ConfigError(
+            "data", f"data: {str(data)!r}: score expects test_accuracy as every main metric"
+        )
     summary["score"] = summary["final"].where(summary["status"] == "ok", 0.0).fillna(0.0)
     summary.attrs["infeasible"] = infeasible.reset_index(drop=True)
     return evaluations, summary

@@ -1,5 +1,5 @@
-"""The clock's asynchronous paths: Async, KBatchAsync and KAsync (see :mod:`toolkit.cluster.clock`
-for the timing conventions), and the FIFO server link they share with asynchronous EASGD.
+"""The clock's asynchronous paths: Async, KBatchAsync and KAsync, and the FIFO server link they
+share with asynchronous EASGD (timing conventions: docs/theory.md#the-clocks-timing-conventions).
 
 With independent workers and no shared link the arrival times of worker w are cumulative sums of
 its own cycle times and the update order is their merge (:func:`async_merge`, no event loop); a

@@ -1,5 +1,5 @@
-"""The clock's barrier paths: Sync, Backup, KBatchSync and Delayed (see :mod:`toolkit.cluster.clock`
-for the timing conventions).
+"""The clock's barrier paths: Sync, Backup, KBatchSync and Delayed (timing conventions:
+docs/theory.md#the-clocks-timing-conventions).
 
 Sync and Backup are vectorised (one sort over the (machines, updates) matrix of draws); KBatchSync
 and Delayed loop over updates with numpy over workers; with failures, Sync and Backup loop over

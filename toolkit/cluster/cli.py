@@ -1,5 +1,8 @@
 """``python -m toolkit simulate``: run the clock and write a Schedule.
 
+Prints the Schedule's summary (mean step time, staleness quantiles, dropped fraction) and, with
+``--out``, writes it to a new .parquet or .csv file (an existing one only with ``--overwrite``).
+
 Example::
 
     python -m toolkit simulate --scheme backup --n 16 --b 2 --dist "expon(loc=1, scale=0.5)" \\
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from toolkit.checks import ConfigError
 from toolkit.cli_args import (
     add_cluster_args,
     add_scheme_args,
@@ -32,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "simulate",
         help="run the clock: a Schedule of updates for a scheme",
-        description=__doc__.splitlines()[0],
+        description="Run the clock for a scheme on a simulated cluster and print the Schedule's "
+        "summary (mean step time, staleness quantiles, dropped fraction); with --out, write the "
+        "Schedule (one row per gradient: its update, time, worker, version and staleness) to a "
+        "new .parquet or .csv file (an existing one only with --overwrite).",
     )
     add_scheme_args(p.add_argument_group("scheme (toolkit.schemes)"))
     add_cluster_args(p.add_argument_group("cluster (toolkit.cluster)"))
@@ -44,10 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the clock (default 0)")
     p.add_argument("--out", default=None, help="write the Schedule (.parquet or .csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).is_file() and not args.overwrite:
+        raise ConfigError(
+            "out", f"out: {args.out!r} already exists; pass --overwrite to replace it"
+        )
     scheme = scheme_from_args(args)
     sched = simulate(
         scheme,

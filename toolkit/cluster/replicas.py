@@ -1,6 +1,7 @@
-"""The clock's replica paths: EASGD, EAMSGD, LocalSGD and DiLoCo (see :mod:`toolkit.cluster.clock`
-for the timing conventions). ``updates`` counts local steps per worker; every ``period`` local
-steps a worker meets the centre (an ``exchange`` row whose version is its local step count)."""
+"""The clock's replica paths: EASGD, EAMSGD, LocalSGD and DiLoCo. ``updates`` counts local steps
+per worker; every ``period`` local steps a worker meets the centre (an ``exchange`` row whose
+version is its local step count). Timing conventions: docs/theory.md#the-clocks-timing-conventions.
+"""
 
 from __future__ import annotations
 

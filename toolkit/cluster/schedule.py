@@ -1,8 +1,8 @@
 """The Schedule: the timeline of a cluster run, one row per gradient (and per exchange).
 
-Produced by the clock (``toolkit.cluster.simulate``) and (planned) by the real backend, read by
-replay, theory checks and notebooks. It holds no tensors. ``Schedule.frame`` is a pandas
-DataFrame with these columns (``COLUMNS``):
+Produced by the clock (``toolkit.cluster.simulate``) and, from measured times, by the real
+backend (``toolkit.distributed``); read by replay, theory checks and notebooks. It holds no
+tensors. ``Schedule.frame`` is a pandas DataFrame with these columns (``COLUMNS``):
 
 ``kind``          ``"grad"``: a gradient; ``"exchange"``: a replica meets the centre (replica
                   schemes only). A categorical of :data:`KINDS`, whose codes are
@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
 from toolkit.files import atomic_write
 
 __all__ = ["COLUMNS", "KINDS", "RowKind", "Schedule", "make_frame", "sort_shared"]
@@ -105,10 +106,10 @@ class Schedule:
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
         if missing:
-            raise ValueError(f"frame: Schedule is missing columns {missing}")
+            raise ConfigError("frame", f"frame: Schedule is missing columns {missing}")
         self.frame = self.frame.astype(COLUMNS)
         if self.status not in ("ok", "stalled"):
-            raise ValueError(f"status must be 'ok' or 'stalled', got {self.status!r}")
+            raise ConfigError("status", f"status must be 'ok' or 'stalled', got {self.status!r}")
 
     # ------------------------------------------------------------------ views
     @property
@@ -188,9 +189,9 @@ class Schedule:
         ``<path>.json`` so both formats round-trip without loss."""
         path = Path(path)
         if path.suffix not in (".parquet", ".csv"):
-            raise ValueError(f"path: use a .parquet or .csv suffix, got {path.name!r}")
+            raise ConfigError("path", f"path: use a .parquet or .csv suffix, got {path.name!r}")
         if path.is_dir():
-            raise ValueError(f"path: {str(path)!r} is a directory; give a file name")
+            raise ConfigError("path", f"path: {str(path)!r} is a directory; give a file name")
         path.parent.mkdir(parents=True, exist_ok=True)
         sidecar = json.dumps({"meta": self.meta, "status": self.status, "message": self.message})
         atomic_write(path.with_suffix(path.suffix + ".json"), lambda tmp: tmp.write_text(sidecar))
@@ -210,7 +211,7 @@ class Schedule:
         elif path.suffix == ".csv":
             frame = pd.read_csv(path)
         else:
-            raise ValueError(f"path: use a .parquet or .csv suffix, got {path.name!r}")
+            raise ConfigError("path", f"path: use a .parquet or .csv suffix, got {path.name!r}")
         side = path.with_suffix(path.suffix + ".json")
         extra = json.loads(side.read_text()) if side.exists() else {}
         return cls(

@@ -1,35 +1,24 @@
 """Predicted vs measured divergence learning rates.
 
-Prediction (quadratic model of the loss around the start point): the largest stable learning
-rate is ``eta_max = threshold / lambda_max`` with ``lambda_max`` the largest Hessian eigenvalue
+Prediction (a quadratic model of the loss around the start point):
+``eta_max = threshold / lambda_max``, with ``lambda_max`` the largest Hessian eigenvalue
 (:func:`~toolkit.compare.hessian.largest_hessian_eigenvalue`) and ``threshold`` the largest
-stable eta*h of the scheme's recursion on f = h x^2 / 2 (toolkit.theory), chosen by the
-scheme's rule and update math:
+stable eta*h of the scheme's recursion on f = h x^2 / 2 (toolkit.theory), by rule:
 
-* barrier rules (Sync, Backup, KBatchSync, Delayed(n, tau)): every gradient of update t is
-  computed at version t - tau, so :func:`~toolkit.theory.delay.delayed_gd_threshold` (tau = 0
-  but for Delayed) -- exact on a noiseless quadratic;
-* asynchronous rules (Async, KAsync, KBatchAsync): :func:`~toolkit.theory.delay.schedule_threshold`
-  on the Schedule's
-  realised (update, staleness) columns of used gradients (with replay's staleness policy: "drop"
-  filters them, "lr" weights them by 1 / max(1, s)): the largest eta*h for which the noiseless
-  1-D recursion along that exact staleness sequence ends with |x_T| < |x_0|. Exact for
-  replaying the same Schedule on a noiseless quadratic along its top eigenvector, with the same
-  criterion as :func:`run_diverges`; no momentum. Two thresholds of an *i.i.d. staleness model*
-  are reported alongside as bounds of that model, not predictions (a real clock's staleness is
-  correlated from update to update): the mean-square threshold
-  (:func:`~toolkit.theory.delay.staleness_threshold_ms`, a lower bound on the model's
-  almost-sure threshold) and the mean-field one (:func:`~toolkit.theory.delay.staleness_threshold`,
-  stability of the mean, which over- or under-predicts depending on the pmf). Example: Async(4),
-  Exp(1) step times, 1000 updates, seed 0: realised 1.10, mean square 0.71, mean field 12.4;
-* replica rules with an elastic exchange, synchronous, tau = 1 (EASGD, EAMSGD):
-  :func:`~toolkit.theory.stability.easgd_max_eta` with the scheme's alpha and momentum -- exact
-  on a noiseless quadratic (replay applies the very update rule analysed there). Other replica
-  rules have no prediction (ValueError).
+* barrier rules (Sync, Backup, KBatchSync, Delayed(n, tau)):
+  :func:`~toolkit.theory.delay.delayed_gd_threshold` (tau = 0 but for Delayed);
+* asynchronous rules (Async, KAsync, KBatchAsync):
+  :func:`~toolkit.theory.delay.schedule_threshold` along the Schedule's realised staleness of
+  used gradients, with replay's staleness policy; the i.i.d. staleness model's mean-square and
+  mean-field thresholds are reported beside it as bounds of that model, not predictions;
+* synchronous EASGD / EAMSGD with tau = 1: :func:`~toolkit.theory.stability.easgd_max_eta`;
+  other replica rules have no prediction (ValueError).
 
-Measurement: bisection (geometric, to relative width ``rel_tol``) on the learning rate of a replay
-run (toolkit.replay.train) over the same Schedule, a run counting as divergent when its status is
-``"diverged"`` or its final test loss exceeds the initial model's test loss (:func:`run_diverges`).
+Each is exact on a noiseless quadratic (plain SGD, no momentum). Measurement: geometric
+bisection on the learning rate of a replay run over the same Schedule, a run counting as
+divergent when its status is ``"diverged"`` or its final test loss exceeds the initial model's
+(:func:`run_diverges`). Why each threshold applies, and measured numbers:
+docs/theory.md#divergence-theory-against-models.
 """
 
 from __future__ import annotations
@@ -41,7 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from toolkit.checks import check_positive
+from toolkit.checks import ConfigError, check_positive
 from toolkit.cluster import Schedule, simulate
 from toolkit.compare.hessian import largest_hessian_eigenvalue
 from toolkit.replay import train
@@ -73,8 +62,9 @@ def _threshold(
     if rule.replicas:
         rules = scheme.updates(1.0)
         if rules.exchange.kind != "elastic" or rule.period != 1 or not rule.barrier:
-            raise ValueError(
-                f"scheme: replica predictions cover synchronous EASGD with tau = 1, not {scheme}"
+            raise ConfigError(
+                "scheme",
+                f"scheme: replica predictions cover synchronous EASGD with tau = 1, not {scheme}",
             )
         alpha, p = rules.exchange.alpha, rule.machines
         eta_h = easgd_max_eta(alpha=alpha, p=p, momentum=rules.local.momentum)
@@ -83,13 +73,15 @@ def _threshold(
         out.update(threshold=delayed_gd_threshold(rule.delay), tau=float(rule.delay))
     else:
         if schedule is None:
-            raise ValueError(f"schedule: {scheme} predictions need the Schedule's staleness")
+            raise ConfigError(
+                "schedule", f"schedule: {scheme} predictions need the Schedule's staleness"
+            )
         used = schedule.used
         upd = used["update"].to_numpy()
         stal = used["staleness"].to_numpy()
         keep, factor = Staleness(staleness, max_staleness).factors(stal)
         if not keep.any():
-            raise ValueError("max_staleness: every gradient is dropped")
+            raise ConfigError("max_staleness", "max_staleness: every gradient is dropped")
         out.update(
             threshold=schedule_threshold(
                 upd[keep],
@@ -216,11 +208,13 @@ def divergence_table(
     """
     compute = scipy.stats.expon() if compute is None else compute
     if train_kwargs.get("momentum", 0.0):
-        raise ValueError("momentum: the predictions cover plain SGD (momentum = 0) only")
+        raise ConfigError(
+            "momentum", "momentum: the predictions cover plain SGD (momentum = 0) only"
+        )
     policy = train_kwargs.get("staleness", "none")
     max_staleness = train_kwargs.get("max_staleness")
     if lambda_max is not None and len(lambda_max) != len(workloads):
-        raise ValueError("lambda_max: give one value per workload")
+        raise ConfigError("lambda_max", "lambda_max: give one value per workload")
     rows = []
     for i, workload in enumerate(workloads):
         lam = (

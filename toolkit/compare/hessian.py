@@ -14,7 +14,8 @@ chunk means, and H v is linear in L). The extreme eigenvalue comes from
   ||H v - lambda v|| (an eigenvalue lies within it; see the function); converges to the
   eigenvalue of largest *magnitude* (which may be negative away from a minimum).
 
-The theory (toolkit.theory) is a quadratic model: eta_max = threshold / lambda_max.
+The theory (toolkit.theory) is a quadratic model: eta_max = threshold / lambda_max
+(docs/theory.md#divergence-theory-against-models).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch.func import grad, jvp
 
-from toolkit.checks import check_choice, check_int
+from toolkit.checks import ConfigError, check_choice, check_int
 from toolkit.replay.batched import FlatModel
 from toolkit.workloads.base import Workload
 
@@ -47,7 +48,7 @@ def hessian_vector_product(
     FlatModel order (e.g. ``Results.params``) or a dict name -> tensor of all parameters.
     """
     if not isinstance(workload, Workload):
-        raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
+        raise ConfigError("workload", f"workload must be a Workload, got {type(workload).__name__}")
     chunk = check_int("chunk", chunk)
     model = workload.make_model(seed)
     fm = FlatModel(model, workload.loss)
@@ -56,12 +57,12 @@ def hessian_vector_product(
     elif isinstance(params, dict):
         missing = [n for n in fm.names if n not in params]
         if missing:
-            raise ValueError(f"params: missing parameters {missing}")
+            raise ConfigError("params", f"params: missing parameters {missing}")
         theta = torch.cat([params[n].detach().reshape(-1) for n in fm.names])
     else:
         theta = torch.as_tensor(params).detach().reshape(-1)
     if theta.numel() != fm.size:
-        raise ValueError(f"params: expected {fm.size} parameters, got {theta.numel()}")
+        raise ConfigError("params", f"params: expected {fm.size} parameters, got {theta.numel()}")
     device = next(model.parameters()).device
     theta = theta.to(device=device, dtype=next(model.parameters()).dtype)
     n = workload.n_train if samples is None else check_int("samples", samples, 1, workload.n_train)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.schemes import Scheme
 from toolkit.schemes.updates import Shared, Staleness
 
@@ -55,9 +56,13 @@ class Aggregator:
     def __post_init__(self) -> None:
         rule = self.scheme.rule
         if rule.period:
-            raise ValueError(f"scheme: {self.scheme} keeps replicas; it has no gradient server")
+            raise ConfigError(
+                "scheme", f"scheme: {self.scheme} keeps replicas; it has no gradient server"
+            )
         if rule.delay:
-            raise ValueError(f"scheme: {self.scheme} is a collective scheme (all-reduce)")
+            raise ConfigError(
+                "scheme", f"scheme: {self.scheme} is a collective scheme (all-reduce)"
+            )
         rules = self.scheme.updates(
             self.lr, momentum=self.momentum, nesterov=self.nesterov, staleness=self.staleness
         )

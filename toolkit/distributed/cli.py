@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from toolkit import cli_args
+from toolkit.checks import ConfigError
 from toolkit.distributed.launch import RANK_BYTES, RANKS_PER_CORE, check_ranks
 
 __all__ = ["register"]
@@ -23,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "distributed",
         help="run a scheme as real processes (torch.distributed, gloo) on this machine",
-        description=__doc__.splitlines()[0],
+        description="Run one scheme as real processes on this machine (torch.distributed, gloo), "
+        "with step times injected from --dist, in a new run directory (config.toml, the measured "
+        "schedule.parquet, results.parquet, params.pt), and print the measured step time beside "
+        "the theory's prediction. toolkit run CONFIG --backend distributed runs a config file the "
+        "same way.",
     )
     p.add_argument("--workload", required=True, help="workload name (toolkit.workloads)")
     p.add_argument("--lr", type=float, default=None, help="learning rate; default the workload's")
@@ -64,9 +69,10 @@ def _run(args: argparse.Namespace) -> int:
     scheme = cli_args.scheme_from_args(args)
     if args.max_ranks is not None:
         if args.max_ranks < 1:
-            raise ValueError(f"--max-ranks: expected a number of ranks >= 1, got {args.max_ranks}")
+            why = f"--max-ranks: expected a number of ranks >= 1, got {args.max_ranks}"
+            raise ConfigError("--max-ranks", why)
         os.environ["TOOLKIT_MAX_RANKS"] = str(args.max_ranks)  # run_distributed reads it too
-    check_ranks(scheme, collective=not args.server)  # before torch, before any process
+    check_ranks(scheme, not args.server, argument="--n")  # before torch, before any process
 
     import numpy as np
 

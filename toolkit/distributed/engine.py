@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.cluster import Schedule
 from toolkit.cluster.schedule import RowKind, make_frame, sort_shared
 from toolkit.distributed.collective import Row
@@ -61,7 +61,7 @@ def run_distributed(
     (:func:`~toolkit.distributed.launch.check_ranks`) and the step-time model is built once;
     a run that fails raises :class:`~toolkit.distributed.launch.RunFailed`."""
     if not isinstance(config, RunConfig):
-        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
+        raise ConfigError("config", f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
     check_positive("timeout", timeout)
     check_run(config)
@@ -157,7 +157,9 @@ def collect(folder: str | Path, died: list[int] | None = None) -> tuple[Schedule
     scheme, path = config.scheme, job["path"]
     rows, times = read_logs(folder, world_size(scheme, path))
     if not (folder / "params.pt").exists():
-        raise ValueError(f"folder: {str(folder)!r} holds no params.pt: rank 0 did not finish")
+        raise ConfigError(
+            "folder", f"folder: {str(folder)!r} holds no params.pt: rank 0 did not finish"
+        )
     params = torch.load(folder / "params.pt", weights_only=True)
     meta = {
         "scheme": scheme.to_dict(),

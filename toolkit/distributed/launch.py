@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from toolkit.checks import ConfigError, TooLargeError
 from toolkit.limits import cores, format_bytes, memory_limit
 
 __all__ = [
@@ -78,7 +79,8 @@ def rank_limit() -> tuple[int, str]:
     forced = os.environ.get("TOOLKIT_MAX_RANKS")
     if forced:
         if not forced.strip().isdigit() or int(forced) < 1:
-            raise ValueError(f"TOOLKIT_MAX_RANKS: expected a number of ranks >= 1, got {forced!r}")
+            why = f"TOOLKIT_MAX_RANKS: expected a number of ranks >= 1, got {forced!r}"
+            raise ConfigError("TOOLKIT_MAX_RANKS", why)
         return int(forced), "TOOLKIT_MAX_RANKS"
     by_cores = RANKS_PER_CORE * cores()
     by_memory = math.floor(memory_limit() / RANK_BYTES)
@@ -89,16 +91,18 @@ def rank_limit() -> tuple[int, str]:
     return min(by_cores, by_memory), rule
 
 
-def check_ranks(scheme, collective: bool = True, argument: str = "n") -> int:
-    """The ranks ``scheme`` runs as; a ValueError naming ``argument`` when they are more than
-    :func:`rank_limit`, with the estimate and the override."""
+def check_ranks(scheme, collective: bool = True, argument: str = "scheme.n") -> int:
+    """The ranks ``scheme`` runs as; a :class:`~toolkit.checks.TooLargeError` naming
+    ``argument`` when they are more than :func:`rank_limit`, with the estimate and the
+    override."""
     world = world_size(scheme, path_of(scheme, collective))
     limit, rule = rank_limit()
     if world > limit:
-        raise ValueError(
+        raise TooLargeError(
+            argument,
             f"{argument}: {scheme} runs as {world} processes (about "
             f"{format_bytes(world * RANK_BYTES)}), more than this machine hosts: {limit} "
-            f"({rule}); --max-ranks N (TOOLKIT_MAX_RANKS) allows more"
+            f"({rule}); --max-ranks N (TOOLKIT_MAX_RANKS) allows more",
         )
     return world
 

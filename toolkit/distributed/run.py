@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.cluster.schedule import RowKind
 from toolkit.distributed.collective import ROW, Row
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
@@ -82,11 +83,13 @@ class DistributedEngine:
         wait_timeout: float = 30.0,
     ) -> RunOutcome:
         if schedule is not None:
-            raise ValueError("schedule: the distributed engine measures its Schedule")
+            raise ConfigError("schedule", "schedule: the distributed engine measures its Schedule")
         for name in ("time_budget", "target", "plateau"):
             if getattr(config, name) is not None:
-                raise ValueError(
-                    f"{name}: the real backend runs a fixed number of updates; give updates instead"
+                raise ConfigError(
+                    name,
+                    f"{name}: the real backend runs a fixed number of updates; give updates "
+                    "instead",
                 )
         prep = prepare(config)
         updates = prep.updates

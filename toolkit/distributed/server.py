@@ -42,6 +42,10 @@ __all__ = ["replica_server", "replica_worker", "server", "worker"]
 HEADER, GRAD, REPLY, PARAMS = 1, 2, 3, 4  # message tags
 STOP, BYE = -1, -2
 BEAT = 0.1  # seconds between a worker's heartbeats
+# Silence after which the server counts a worker as gone: generous, because a live worker on a
+# loaded machine misses beats (with 2 s, a test run at load average 13 on 2 cores counted a live
+# worker as gone), while a dead one costs a scheme that can go on without it nothing meanwhile.
+DEAD_AFTER = 100 * BEAT
 NAN = float("nan")
 
 
@@ -89,7 +93,7 @@ def _heartbeat(rank: int, every: float = BEAT) -> None:
         time.sleep(every)
 
 
-def _monitor(q: queue.Queue, workers: int, dead_after: float = 20 * BEAT) -> None:
+def _monitor(q: queue.Queue, workers: int, dead_after: float = DEAD_AFTER) -> None:
     """The server's failure detector: a worker whose counter has not moved for ``dead_after``
     seconds is reported as ``("lost", rank)`` (a SIGKILLed process stops beating at once)."""
     store = _store()

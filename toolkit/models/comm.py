@@ -18,8 +18,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from toolkit.checks import check_int, check_positive, check_real
-from toolkit.models.dists import parse_call
+from toolkit.checks import ConfigError, check_int, check_positive
+from toolkit.models.dists import check_numbers, parse_call
 
 __all__ = [
     "COMM_MODELS",
@@ -111,7 +111,9 @@ class RingAllReduce(CommModel):
     server: asynchronous schemes cannot use it."""
 
     def message_time(self) -> float:
-        raise ValueError("comm: ring all-reduce has no server; asynchronous schemes need one")
+        raise ConfigError(
+            "comm", "comm: ring all-reduce has no server; asynchronous schemes need one"
+        )
 
     def exchange_time(self, n: int) -> float:
         _check_n(n)
@@ -174,10 +176,11 @@ def parse_comm(text: str | None) -> CommModel | None:
         return None
     name, args, kwargs = parse_call(text, "comm")
     if name not in COMM_MODELS:
-        raise ValueError(f"comm: unknown model {name!r}; valid: {', '.join(COMM_MODELS)}")
-    for value in (*args, *kwargs.values()):
-        check_real(f"comm: the arguments of {name} in {text!r}", value)
+        raise ConfigError("comm", f"comm: unknown model {name!r}; valid: {', '.join(COMM_MODELS)}")
+    check_numbers("comm", text, [*args, *kwargs.values()])
     try:
         return COMM_MODELS[name](*args, **kwargs)
     except TypeError as e:
-        raise ValueError(f"comm: bad arguments for {name}: {e}") from None
+        raise ConfigError("comm", f"comm: bad arguments for {name}: {e}") from None
+    except ConfigError as e:  # a field of the model: bandwidth must be > 0 ...
+        raise ConfigError("comm", f"comm: {e}") from None

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from toolkit.checks import ConfigError
 from toolkit.models.empirical import Empirical
 
-__all__ = ["check_step_dist", "dist_params", "dist_repr", "is_dist", "parse_call", "parse_dist"]
+__all__ = [
+    "check_numbers",
+    "check_step_dist",
+    "dist_params",
+    "dist_repr",
+    "is_dist",
+    "parse_call",
+    "parse_dist",
+]
 
 
 def dist_params(dist: Any) -> dict[str, float]:
@@ -46,30 +56,34 @@ def check_step_dist(dist: Any, name: str = "dist") -> Any:
     """
     if isinstance(dist, Empirical):
         if dist.values[0] <= 0:
-            raise ValueError(
-                f"{name}: step times must be > 0, but the Empirical trace holds {dist.values[0]}"
+            raise ConfigError(
+                name,
+                f"{name}: step times must be > 0, but the Empirical trace holds {dist.values[0]}",
             )
         return dist
     if isinstance(dist, (stats.rv_continuous, stats.rv_discrete)):
-        raise ValueError(
+        raise ConfigError(
+            name,
             f"{name}: pass a frozen distribution such as scipy.stats.{dist.name}(...), "
-            "not the distribution family"
+            "not the distribution family",
         )
     gen = getattr(dist, "dist", None)
     if not isinstance(gen, stats.rv_continuous) or not hasattr(dist, "ppf"):
-        raise ValueError(
+        raise ConfigError(
+            name,
             f"{name} must be a frozen scipy.stats continuous distribution "
-            f"(e.g. scipy.stats.expon(loc=1, scale=0.5)) or toolkit.models.Empirical, got {dist!r}"
+            f"(e.g. scipy.stats.expon(loc=1, scale=0.5)) or toolkit.models.Empirical, got {dist!r}",
         )
     lo, hi = (float(v) for v in dist.support())
     if math.isnan(lo) or math.isnan(hi):
-        raise ValueError(
-            f"{name}: invalid parameters for scipy.stats.{gen.name}: {dist_params(dist)}"
+        raise ConfigError(
+            name, f"{name}: invalid parameters for scipy.stats.{gen.name}: {dist_params(dist)}"
         )
     if lo < 0:
-        raise ValueError(
+        raise ConfigError(
+            name,
             f"{name}: step times must be >= 0, but scipy.stats.{gen.name}{dist_params(dist)} has "
-            f"support starting at {lo}"
+            f"support starting at {lo}",
         )
     return dist
 
@@ -81,19 +95,29 @@ def parse_call(text: str, what: str) -> tuple[str, list, dict]:
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as e:
-        raise ValueError(f"{what}: cannot parse {text!r} ({e.msg})") from None
+        raise ConfigError(what, f"{what}: cannot parse {text!r} ({e.msg})") from None
     if isinstance(node, ast.Name):
         return node.id, [], {}
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        raise ValueError(f"{what}: expected 'name(key=value, ...)', got {text!r}")
+        raise ConfigError(what, f"{what}: expected 'name(key=value, ...)', got {text!r}")
     if any(k.arg is None for k in node.keywords):
-        raise ValueError(f"{what}: **kwargs are not accepted in {text!r}")
+        raise ConfigError(what, f"{what}: **kwargs are not accepted in {text!r}")
     try:
         args = [ast.literal_eval(a) for a in node.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
     except ValueError:
-        raise ValueError(f"{what}: arguments of {text!r} must be literals") from None
+        raise ConfigError(what, f"{what}: arguments of {text!r} must be literals") from None
     return node.func.id, args, kwargs
+
+
+def check_numbers(what: str, text: str, values: list) -> None:
+    """ConfigError about ``what`` unless every value is a real number (no lists, strings or
+    booleans: scipy.stats would broadcast a list into a vector of distributions)."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(
+                what, f"{what}: the arguments of {text!r} must be numbers, got {value!r}"
+            )
 
 
 def is_dist(obj: object) -> bool:
@@ -118,27 +142,35 @@ def parse_dist(text: str, column: str | None = None) -> object:
     literal arguments are accepted. ``"expon"`` alone means ``expon()``."""
     text = str(text).strip()
     if Path(text).is_dir():
-        raise ValueError(f"dist: {text!r} is a directory, not a distribution or a .csv trace")
+        raise ConfigError(
+            "dist", f"dist: {text!r} is a directory, not a distribution or a .csv trace"
+        )
     if text.lower().endswith(".csv"):
         if not Path(text).exists():
-            raise ValueError(f"dist: trace file {text!r} does not exist")
+            raise ConfigError("dist", f"dist: trace file {text!r} does not exist")
         return Empirical.from_csv(text, column=column)
     if column is not None:
-        raise ValueError(f"column: only for a .csv trace, not for the distribution {text!r}")
+        raise ConfigError(
+            "column", f"column: only for a .csv trace, not for the distribution {text!r}"
+        )
     name, args, kwargs = parse_call(text, "dist")
+    check_numbers("dist", text, [*args, *kwargs.values()])
     family = getattr(stats, name, None)
     if isinstance(family, stats.rv_discrete):
-        raise ValueError(
+        raise ConfigError(
+            "dist",
             f"dist: {name!r} is a discrete scipy.stats distribution; step times need a continuous "
-            "one (or an Empirical trace from a .csv file)"
+            "one (or an Empirical trace from a .csv file)",
         )
     if not isinstance(family, stats.rv_continuous):
-        raise ValueError(f"dist: {name!r} is not a scipy.stats distribution")
+        raise ConfigError("dist", f"dist: {name!r} is not a scipy.stats distribution")
     try:
         frozen = family(*args, **kwargs)
         frozen.mean()  # scipy checks the shape parameters lazily
     except TypeError as e:
-        raise ValueError(f"dist: bad arguments for {name}: {e}") from None
+        raise ConfigError("dist", f"dist: bad arguments for {name}: {e}") from None
     if not np.isfinite(frozen.mean()):
-        raise ValueError(f"dist: {text!r} has no finite mean (invalid or heavy-tailed parameters)")
+        raise ConfigError(
+            "dist", f"dist: {text!r} has no finite mean (invalid or heavy-tailed parameters)"
+        )
     return frozen

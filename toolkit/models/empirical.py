@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
+
 __all__ = ["Empirical"]
 
 
@@ -26,11 +28,11 @@ class Empirical:
     def __init__(self, times: object, name: str = "trace") -> None:
         x = np.asarray(times, dtype=float).ravel()
         if x.size == 0:
-            raise ValueError("times: an empirical trace needs at least one step time")
+            raise ConfigError("times", "times: an empirical trace needs at least one step time")
         if not np.all(np.isfinite(x)):
-            raise ValueError("times: the trace holds NaN or infinite step times")
+            raise ConfigError("times", "times: the trace holds NaN or infinite step times")
         if np.any(x < 0):
-            raise ValueError(f"times: step times must be >= 0, found {x.min()}")
+            raise ConfigError("times", f"times: step times must be >= 0, found {x.min()}")
         self.values = np.sort(x)
         self.name = name
 
@@ -47,12 +49,16 @@ class Empirical:
             else:
                 numeric = frame.select_dtypes("number").columns
                 if len(numeric) != 1:
-                    raise ValueError(
-                        f"column: {path} has numeric columns {list(numeric)}; name one with column="
+                    raise ConfigError(
+                        "column",
+                        f"column: {path} has numeric columns {list(numeric)}; name one with "
+                        "column=",
                     )
                 column = numeric[0]
         if column not in frame.columns:
-            raise ValueError(f"column: {column!r} not in {path} (columns: {list(frame.columns)})")
+            raise ConfigError(
+                "column", f"column: {column!r} not in {path} (columns: {list(frame.columns)})"
+            )
         return cls(frame[column].to_numpy(), name=Path(path).stem)
 
     @property

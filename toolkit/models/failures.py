@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.models.dists import dist_repr, is_dist
 from toolkit.models.seeds import child_seed
 
@@ -37,14 +37,14 @@ class Failures:
         repair: float | object | None = None,
     ) -> None:
         if at is not None and not isinstance(at, Mapping):
-            raise ValueError(f"at: expected a mapping {{worker: failure time}}, got {at!r}")
+            raise ConfigError("at", f"at: expected a mapping {{worker: failure time}}, got {at!r}")
         self.at = {}
         for w, t in (at or {}).items():
             check_int("at: worker id", w, 0)
             self.at[int(w)] = check_positive(f"at: failure time of worker {w}", t, allow_zero=True)
         rate = check_positive("rate", rate, allow_zero=True)
         if self.at and rate > 0:
-            raise ValueError("at, rate: give failure times or a failure rate, not both")
+            raise ConfigError("rate", "at, rate: give failure times or a failure rate, not both")
         if repair is not None and not is_dist(repair):
             repair = check_positive("repair", repair)
         self.rate, self.repair = float(rate), repair
@@ -56,7 +56,7 @@ class Failures:
     def timeline(self, n: int, seed: np.random.SeedSequence) -> FailureTimeline:
         bad = [w for w in self.at if w >= n]
         if bad:
-            raise ValueError(f"at: workers {bad} do not exist among {n} workers")
+            raise ConfigError("at", f"at: workers {bad} do not exist among {n} workers")
         return FailureTimeline(self, n, seed)
 
 
@@ -84,7 +84,7 @@ class FailureTimeline:
             return r
         x = float(np.asarray(r.rvs(random_state=self.rngs[w])).ravel()[0])
         if not x > 0:
-            raise ValueError(f"repair: drew a repair time <= 0 ({x})")
+            raise ConfigError("repair", f"repair: drew a repair time <= 0 ({x})")
         return x
 
     def _extend(self, w: int, t: float) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_int, check_interval
+from toolkit.checks import ConfigError, check_int, check_interval
 from toolkit.models.dists import check_step_dist, dist_repr, is_dist, parse_call, parse_dist
 from toolkit.models.empirical import Empirical
 from toolkit.models.seeds import child_seed
@@ -100,7 +100,7 @@ class PerWorker(ComputeModel):
     def __init__(self, dists: Sequence[object]) -> None:
         self.dists = list(dists)
         if not self.dists:
-            raise ValueError("dists: a per-worker model needs at least one distribution")
+            raise ConfigError("dists", "dists: a per-worker model needs at least one distribution")
         for i, d in enumerate(self.dists):
             check_step_dist(d, f"dists[{i}]")
 
@@ -109,8 +109,9 @@ class PerWorker(ComputeModel):
 
     def check(self, n: int) -> None:
         if len(self.dists) != n:
-            raise ValueError(
-                f"dists: per-worker model has {len(self.dists)} distributions for {n} workers"
+            raise ConfigError(
+                "dists",
+                f"dists: per-worker model has {len(self.dists)} distributions for {n} workers",
             )
 
     def sampler(self, worker: int, n: int, seed: np.random.SeedSequence) -> Sampler:
@@ -149,7 +150,9 @@ class SlowMachines(ComputeModel):
 
     def check(self, n: int) -> None:
         if self.workers is not None and any(w < 0 or w >= n for w in self.workers):
-            raise ValueError(f"workers: slow worker ids must lie in 0..{n - 1}, got {self.workers}")
+            raise ConfigError(
+                "workers", f"workers: slow worker ids must lie in 0..{n - 1}, got {self.workers}"
+            )
 
     def sampler(self, worker: int, n: int, seed: np.random.SeedSequence) -> Sampler:
         base = _iid_sampler(self.dist, seed)
@@ -222,13 +225,13 @@ class Trace(ComputeModel):
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(
-                f"times: a trace is a non-empty 2-D array (steps, workers), got {x.shape}"
+            raise ConfigError(
+                "times", f"times: a trace is a non-empty 2-D array (steps, workers), got {x.shape}"
             )
         if not np.all(np.isfinite(x)):
-            raise ValueError("times: the trace holds NaN or infinite step times")
+            raise ConfigError("times", "times: the trace holds NaN or infinite step times")
         if np.any(x <= 0):
-            raise ValueError(f"times: step times must be > 0, found {x.min()}")
+            raise ConfigError("times", f"times: step times must be > 0, found {x.min()}")
         self.times, self.name = x, name
 
     @classmethod
@@ -242,8 +245,8 @@ class Trace(ComputeModel):
 
     def check(self, n: int) -> None:
         if self.times.shape[1] != n:
-            raise ValueError(
-                f"times: trace has {self.times.shape[1]} worker columns for {n} workers"
+            raise ConfigError(
+                "times", f"times: trace has {self.times.shape[1]} worker columns for {n} workers"
             )
 
     def sampler(self, worker: int, n: int, seed: np.random.SeedSequence) -> Sampler:
@@ -270,9 +273,10 @@ def as_compute(obj: object) -> ComputeModel:
         return PerWorker(obj)
     if isinstance(obj, np.ndarray) and obj.ndim == 2:
         return Trace(obj)
-    raise ValueError(
+    raise ConfigError(
+        "compute",
         f"compute: expected a scipy.stats frozen distribution, Empirical, a list of them, a 2-D "
-        f"trace or a ComputeModel, got {type(obj).__name__}"
+        f"trace or a ComputeModel, got {type(obj).__name__}",
     )
 
 
@@ -300,9 +304,10 @@ class Streams:
         want = max(m, 2 * have, 64)
         x = self.samplers[w](want - have)
         if not np.all(np.isfinite(x)) or np.any(x <= 0):
-            raise ValueError(
+            raise ConfigError(
+                "compute",
                 f"compute: worker {w} drew a step time that is not finite and > 0 "
-                f"(min {np.min(x)}); use a distribution with positive support"
+                f"(min {np.min(x)}); use a distribution with positive support",
             )
         row = np.empty(want)
         row[:have] = self.rows[w][:have]
@@ -334,7 +339,9 @@ class Streams:
 
 def _dist_arg(name: str, value: object) -> object:
     if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a distribution written as a string, got {value!r}")
+        raise ConfigError(
+            name, f"{name}: expected a distribution written as a string, got {value!r}"
+        )
     return parse_dist(value)
 
 
@@ -364,23 +371,34 @@ COMPUTE_MODELS = {
 
 def parse_compute(text: str) -> object:
     """A step-time model from its text: a scipy.stats call or a ``.csv`` trace
-    (:func:`~toolkit.models.dists.parse_dist`), or one of :data:`COMPUTE_MODELS` written as a
-    call whose distributions are strings, e.g. ``SlowMachines("lognorm(0.5)", fraction=0.1,
-    slowdown=4)``, ``Markov("expon()", slowdown=4, p_slow=0.05, p_recover=0.5)``,
-    ``PerWorker(["expon()", "expon(scale=2)"])``, ``Trace("times.csv")``,
-    ``Empirical("times.csv", column="step_time")``. Literal arguments only (``ast``); errors start
-    with ``compute``."""
+    (:func:`~toolkit.models.dists.parse_dist`, checked by
+    :func:`~toolkit.models.dists.check_step_dist`: no negative step times), or one of
+    :data:`COMPUTE_MODELS` written as a call whose distributions are strings, e.g.
+    ``SlowMachines("lognorm(0.5)", fraction=0.1, slowdown=4)``, ``Markov("expon()", slowdown=4,
+    p_slow=0.05, p_recover=0.5)``, ``PerWorker(["expon()", "expon(scale=2)"])``,
+    ``Trace("times.csv")``, ``Empirical("times.csv", column="step_time")``. Literal arguments
+    only (``ast``); errors are ConfigErrors about ``compute``."""
     text = str(text).strip()
     try:
         if text.lower().endswith(".csv"):
-            return parse_dist(text)
-        name, args, kwargs = parse_call(text, "compute")
-        if name not in COMPUTE_MODELS:
-            return parse_dist(text)
-        try:
-            return _build(name, list(args), dict(kwargs))
-        except (TypeError, KeyError) as err:
-            raise ValueError(f"compute: bad arguments for {name}: {err}") from None
-    except ValueError as err:
-        msg = str(err)
-        raise ValueError(msg if msg.startswith("compute") else f"compute: {msg}") from None
+            model = parse_dist(text)
+        else:
+            name, args, kwargs = parse_call(text, "compute")
+            if name not in COMPUTE_MODELS:
+                model = parse_dist(text)
+            else:
+                try:
+                    model = _build(name, list(args), dict(kwargs))
+                except (TypeError, KeyError) as err:
+                    raise ConfigError(
+                        "compute", f"compute: bad arguments for {name}: {err}"
+                    ) from None
+        if is_dist(model):
+            check_step_dist(model, "compute")
+        return model
+    except ConfigError as err:
+        if err.field in ("compute", "dist"):  # about the whole text
+            raise err.renamed("compute") from None
+        raise ConfigError("compute", f"compute: {err}") from None
+    except ValueError as err:  # e.g. a trace that pandas cannot read
+        raise ConfigError("compute", f"compute: {err}") from None

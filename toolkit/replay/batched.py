@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from toolkit.checks import ConfigError
 from toolkit.workloads.base import evaluate_split
 
 __all__ = [
@@ -40,12 +41,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: not a torch device: {device!r}") from err
+        raise ConfigError("device", f"device: not a torch device: {device!r}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         build = "a CPU build" if torch.version.cuda is None else "no visible GPU"
-        raise ValueError(
+        raise ConfigError(
+            "device",
             f"device: {device!r} needs CUDA, but this torch {torch.__version__} has {build}; "
-            "install a CUDA build of torch (make demo TORCH=torch) or use --device cpu"
+            "install a CUDA build of torch (make demo TORCH=torch) or use --device cpu",
         )
     return dev
 
@@ -74,12 +76,13 @@ class FlatModel:
         self.model = model
         named = list(model.named_parameters())
         if not named:
-            raise ValueError("model: has no parameters")
+            raise ConfigError("model", "model: has no parameters")
         dtypes = {p.dtype for _, p in named}
         devices = {p.device for _, p in named}
         if len(dtypes) > 1 or len(devices) > 1:
-            raise ValueError(
-                f"model: parameters must share one dtype and device, got {dtypes} on {devices}"
+            raise ConfigError(
+                "model",
+                f"model: parameters must share one dtype and device, got {dtypes} on {devices}",
             )
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -189,7 +192,7 @@ class VersionStore:
 
     def __init__(self, first: torch.Tensor, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+            raise ConfigError("capacity", f"capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.data = torch.empty(
             (self.capacity, first.numel()), dtype=first.dtype, device=first.device
@@ -324,19 +327,21 @@ class DataStream:
 
     def __init__(self, n_train: int, machines: int, batch_size: int, seed: int) -> None:
         if machines < 1:
-            raise ValueError(f"machines must be >= 1, got {machines}")
+            raise ConfigError("machines", f"machines must be >= 1, got {machines}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError("batch_size", f"batch_size must be >= 1, got {batch_size}")
         if batch_size > n_train:
-            raise ValueError(
-                f"batch_size: {batch_size} is larger than the training set ({n_train} samples)"
+            raise ConfigError(
+                "batch_size",
+                f"batch_size: {batch_size} is larger than the training set ({n_train} samples)",
             )
         shard = n_train // machines
         if shard < batch_size:
-            raise ValueError(
+            raise ConfigError(
+                "schedule",
                 f"schedule: {machines} workers cannot each get a shard of batch_size={batch_size} "
                 f"samples from {n_train} training samples (at most {n_train // batch_size} "
-                "workers at this batch size)"
+                "workers at this batch size)",
             )
         self.n_train, self.machines, self.batch_size, self.seed = (
             n_train,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.cluster.schedule import Schedule
 from toolkit.limits import check_memory
 from toolkit.replay.batched import batches
@@ -120,7 +121,9 @@ def _local_steps(frame, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         gw = g[g["worker"].to_numpy() == w].sort_values("update")
         t = gw["update"].to_numpy()
         if not np.array_equal(t, np.arange(len(t))):
-            raise ValueError(f"schedule: worker {w}'s local steps must be numbered 0, 1, 2, ...")
+            raise ConfigError(
+                "schedule", f"schedule: worker {w}'s local steps must be numbered 0, 1, 2, ..."
+            )
         steps_batch.append(gw["batch"].to_numpy())
         steps_used.append(gw["used"].to_numpy())
     return steps_batch, steps_used
@@ -137,9 +140,10 @@ def _exchanges(frame, n: int, steps: list[np.ndarray]):
     queue = [ex_v[ex_w == w] for w in range(n)]
     for w, q in enumerate(queue):
         if len(q) and (np.any(np.diff(q) < 0) or q[-1] > len(steps[w]) or q[0] < 0):
-            raise ValueError(
+            raise ConfigError(
+                "schedule",
                 f"schedule: worker {w}'s exchange versions must be nondecreasing and within its "
-                "local steps"
+                "local steps",
             )
     return ex_w, ex_t, bounds, queue
 

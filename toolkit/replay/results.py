@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.files import atomic_write
 
 __all__ = ["COLUMNS", "Results"]
@@ -78,10 +79,10 @@ class Results:
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
         if missing:
-            raise ValueError(f"frame: Results is missing columns {missing}")
+            raise ConfigError("frame", f"frame: Results is missing columns {missing}")
         self.frame = self.frame.astype(COLUMNS)
         if self.status not in ("ok", "diverged"):
-            raise ValueError(f"status must be 'ok' or 'diverged', got {self.status!r}")
+            raise ConfigError("status", f"status must be 'ok' or 'diverged', got {self.status!r}")
 
     @property
     def evaluations(self) -> pd.DataFrame:
@@ -99,7 +100,7 @@ class Results:
         checkpoints side by side, each one complete.)
         """
         if fmt not in FRAME_FILE:
-            raise ValueError(f"fmt must be one of {sorted(FRAME_FILE)}, got {fmt!r}")
+            raise ConfigError("fmt", f"fmt must be one of {sorted(FRAME_FILE)}, got {fmt!r}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         target = path / FRAME_FILE[fmt]
@@ -130,18 +131,19 @@ class Results:
         meta = json.loads(manifest.read_text()) if manifest.exists() else {}
         run = meta.get("run", {})
         if run and not run.get("complete"):
-            raise ValueError(
+            raise ConfigError(
+                "path",
                 f"path: the run in {str(path)!r} is not complete (its last checkpoint is at row "
-                f"{run.get('rows', 0)}); continue it with `toolkit run --resume`"
+                f"{run.get('rows', 0)}); continue it with `toolkit run --resume`",
             )
         if (path / FRAME_FILE["parquet"]).exists():
             frame = pd.read_parquet(path / FRAME_FILE["parquet"])
         elif (path / FRAME_FILE["csv"]).exists():
             frame = pd.read_csv(path / FRAME_FILE["csv"])
         else:
-            raise ValueError(f"path: no results.parquet or results.csv in {str(path)!r}")
+            raise ConfigError("path", f"path: no results.parquet or results.csv in {str(path)!r}")
         if not meta:
-            raise ValueError(f"path: no manifest.json in {str(path)!r}")
+            raise ConfigError("path", f"path: no manifest.json in {str(path)!r}")
         params = None
         if (path / PARAMS_FILE).exists():
             params = torch.load(path / PARAMS_FILE, weights_only=True)

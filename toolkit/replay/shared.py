@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.cluster.schedule import Schedule
 from toolkit.limits import check_memory
 from toolkit.replay.batched import VersionStore, batches, max_live
@@ -88,9 +89,9 @@ def _plan(
         frame[c].to_numpy()[used] for c in ("update", "version", "worker", "batch", "time")
     )
     if (ver < 0).any() or (ver > upd).any():
-        raise ValueError("schedule: used gradients need 0 <= version <= update")
+        raise ConfigError("schedule", "schedule: used gradients need 0 <= version <= update")
     if (bat < 0).any():
-        raise ValueError("schedule: gradient rows need batch >= 0")
+        raise ConfigError("schedule", "schedule: gradient rows need batch >= 0")
     n_upd = int(upd.max()) + 1
     times = np.full(n_upd, -np.inf)
     np.maximum.at(times, upd, tim)

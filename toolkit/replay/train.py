@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit.checks import check_choice, check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_choice, check_int, check_interval, check_positive
 from toolkit.cluster.schedule import Schedule
 from toolkit.replay.batched import DataStream, FlatModel, resolve_device
 from toolkit.replay.recorder import Recorder
@@ -47,7 +47,9 @@ def scheme_from_meta(meta: dict) -> Scheme | None:
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise ValueError(f"schedule: cannot read a scheme from meta['scheme']={spec!r}")
+        raise ConfigError(
+            "schedule", f"schedule: cannot read a scheme from meta['scheme']={spec!r}"
+        )
     return Scheme.from_dict(spec)
 
 
@@ -85,7 +87,9 @@ def _machines(scheme: Scheme | None, meta: dict, workers: np.ndarray) -> int:
     if given is None:
         return int(workers.max(initial=-1)) + 1
     if isinstance(given, bool) or not isinstance(given, numbers.Integral) or given < 1:
-        raise ValueError(f"schedule: meta['machines'] must be an integer >= 1, got {given!r}")
+        raise ConfigError(
+            "schedule", f"schedule: meta['machines'] must be an integer >= 1, got {given!r}"
+        )
     return int(given)
 
 
@@ -93,10 +97,12 @@ def _rules(scheme, exchanges: bool, lr: float, momentum: float, nesterov: bool, 
     """The update rule: the scheme's own, or plain shared SGD for a Schedule without one."""
     if scheme is None:
         if exchanges:
-            raise ValueError("scheme: a replica Schedule (exchange rows) needs its scheme")
+            raise ConfigError(
+                "scheme", "scheme: a replica Schedule (exchange rows) needs its scheme"
+            )
         return Shared(staleness, sgd(lr, momentum, nesterov))
     if exchanges and not scheme.rule.replicas:
-        raise ValueError("schedule: exchange rows in a shared-parameter schedule")
+        raise ConfigError("schedule", "schedule: exchange rows in a shared-parameter schedule")
     return scheme.updates(lr, momentum=momentum, nesterov=nesterov, staleness=staleness)
 
 
@@ -189,27 +195,33 @@ def train(
     :class:`Memory`, :class:`Runtime`, :class:`Continuation`.
     """
     if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        raise ConfigError("schedule", f"schedule must be a Schedule, got {type(schedule).__name__}")
     if isinstance(workload, str):
         workload = get_workload(workload)
     if not isinstance(workload, Workload):
-        raise ValueError(f"workload must be a Workload or its name, got {type(workload).__name__}")
+        raise ConfigError(
+            "workload", f"workload must be a Workload or its name, got {type(workload).__name__}"
+        )
     for name, value, kind in (
         ("memory", memory, Memory),
         ("runtime", runtime, Runtime),
         ("continuation", continuation, Continuation),
     ):
         if not isinstance(value, kind):
-            raise ValueError(f"{name}: expected a toolkit.replay.{kind.__name__}, got {value!r}")
+            raise ConfigError(
+                name, f"{name}: expected a toolkit.replay.{kind.__name__}, got {value!r}"
+            )
     lr = check_positive("lr", workload.lr if lr is None else lr)
     batch_size = check_int("batch_size", workload.batch_size if batch_size is None else batch_size)
     if batch_size > workload.n_train:
-        raise ValueError(
-            f"batch_size: {batch_size} is larger than the training set ({workload.n_train} samples)"
+        raise ConfigError(
+            "batch_size",
+            f"batch_size: {batch_size} is larger than the training set "
+            f"({workload.n_train} samples)",
         )
     momentum = check_interval("momentum", momentum, 0.0, 1.0, "[)")
     if not isinstance(nesterov, bool):
-        raise ValueError(f"nesterov must be true or false, got {nesterov!r}")
+        raise ConfigError("nesterov", f"nesterov must be true or false, got {nesterov!r}")
     check_choice("staleness", staleness, STALENESS)
     policy = Staleness(staleness, max_staleness)
     if eval_every is not None:
@@ -217,7 +229,7 @@ def train(
 
     recorded = scheme_from_meta(schedule.meta)
     if scheme is not None and recorded is not None and scheme != recorded:
-        raise ValueError(f"scheme: {scheme} does not match the Schedule's {recorded}")
+        raise ConfigError("scheme", f"scheme: {scheme} does not match the Schedule's {recorded}")
     scheme = scheme if scheme is not None else recorded
     frame = schedule.frame
     exchanges = (frame["kind"] == "exchange").any()
@@ -226,10 +238,10 @@ def train(
     workers = frame["worker"].to_numpy()
     machines = _machines(scheme, schedule.meta, workers)
     if len(workers) and (workers.min() < 0 or workers.max() >= machines):
-        raise ValueError(f"schedule: worker ids must lie in [0, {machines})")
+        raise ConfigError("schedule", f"schedule: worker ids must lie in [0, {machines})")
     n_rows = schedule.rows
     if n_rows == 0:
-        raise ValueError("schedule: has no used gradients (or no exchanges) to replay")
+        raise ConfigError("schedule", "schedule: has no used gradients (or no exchanges) to replay")
 
     dev = resolve_device(runtime.device)
     stream = DataStream(workload.n_train, machines, batch_size, seed)

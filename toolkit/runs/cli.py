@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from toolkit import cli_args
+from toolkit.checks import ConfigError
 from toolkit.runs.config import DTYPES, RunConfig
 from toolkit.runs.engine import ENGINES, EngineSpec
 from toolkit.runs.stopping import Plateau
@@ -70,7 +71,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a real model following a simulated Schedule",
-        description=__doc__.splitlines()[0],
+        description="Train a real model following a Schedule simulated from these flags (or, "
+        "with --engine distributed, as real processes), in a new run directory or continued "
+        "with --resume; the config is written to OUT/config.toml.",
     )
     g = p.add_argument_group("workload and optimiser")
     g.add_argument("--workload", required=True, help="workload name (toolkit.workloads)")
@@ -131,9 +134,22 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+# config fields that train sets from a flag of another name (the others are cli_args.FLAGS)
+_TRAIN_FLAGS = {"momentum": "--sgd-momentum", "max_staleness": "--max-staleness"}
+
+
 def _train(args: argparse.Namespace) -> int:
     cli_args.comm_from_args(args)  # errors name --comm
-    config = RunConfig(
+    try:
+        config = _config(args)
+    except ConfigError as err:
+        flag = _TRAIN_FLAGS.get(err.field)
+        raise err.renamed(flag) if flag else cli_args.flagged(err) from None
+    return _execute(config, args)
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
         scheme=cli_args.scheme_from_args(args),
         workload=args.workload,
         compute=cli_args.compute_from_args(args),
@@ -153,7 +169,6 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
     )
-    return _execute(config, args)
 
 
 def _plateau(values: list[str] | None) -> Plateau | None:
@@ -162,8 +177,8 @@ def _plateau(values: list[str] | None) -> Plateau | None:
     try:
         window, delta = int(values[0]), float(values[1])
     except ValueError:
-        raise ValueError(
-            f"--plateau: expected WINDOW (an integer) and DELTA, got {values}"
+        raise ConfigError(
+            "--plateau", f"--plateau: expected WINDOW (an integer) and DELTA, got {values}"
         ) from None
     return Plateau(window, delta)
 
@@ -185,7 +200,7 @@ def _engine(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     if spec["name"] != "distributed":
         for flag, given in (("--time-scale", args.time_scale), ("--no-inject", args.no_inject)):
             if given not in (None, False):
-                raise ValueError(f"{flag}: only the distributed engine takes it (--engine)")
+                raise ConfigError(flag, f"{flag}: only the distributed engine takes it (--engine)")
     return config.replace(engine=EngineSpec.from_dict(spec))
 
 
@@ -197,7 +212,9 @@ def _execute(config: RunConfig, args: argparse.Namespace) -> int:
     options = {}
     if args.timeout is not None:
         if config.engine.name != "distributed":
-            raise ValueError("--timeout: only the distributed engine takes it (--engine)")
+            raise ConfigError(
+                "--timeout", "--timeout: only the distributed engine takes it (--engine)"
+            )
         options["timeout"] = args.timeout
     try:
         res = run(

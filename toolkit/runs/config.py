@@ -41,13 +41,13 @@ import hashlib
 import inspect
 import json
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from toolkit.checks import (
+    ConfigError,
     check_choice,
     check_int,
     check_interval,
@@ -92,12 +92,18 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.scheme, Scheme):
-            raise ValueError(f"scheme: expected a toolkit.schemes scheme, got {self.scheme!r}")
+            raise ConfigError(
+                "scheme", f"scheme: expected a toolkit.schemes scheme, got {self.scheme!r}"
+            )
         if self.workload not in WORKLOADS:
             valid = ", ".join(sorted(WORKLOADS))
-            raise ValueError(f"workload: unknown workload {self.workload!r}; valid: {valid}")
+            raise ConfigError(
+                "workload", f"workload: unknown workload {self.workload!r}; valid: {valid}"
+            )
         if not isinstance(self.workload_args, dict):
-            raise ValueError("workload_args: expected a table of keyword arguments")
+            raise ConfigError(
+                "workload_args", "workload_args: expected a table of keyword arguments"
+            )
         for key, value in self.workload_args.items():
             _check_plain(f"workload.{key}", value)
         _check_workload_args(self.workload, self.workload_args)
@@ -108,7 +114,7 @@ class RunConfig:
             check_positive("lr", self.lr)
         check_interval("momentum", self.momentum, 0.0, 1.0, "[)")
         if not isinstance(self.nesterov, bool):
-            raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
+            raise ConfigError("nesterov", f"nesterov must be true or false, got {self.nesterov!r}")
         if self.momentum == 0.0:  # Nesterov without momentum is plain SGD: one config, one id
             object.__setattr__(self, "nesterov", False)
         if self.batch_size is not None:
@@ -120,7 +126,9 @@ class RunConfig:
             1.0, momentum=float(self.momentum), nesterov=self.nesterov, staleness=staleness
         )
         if self.updates is not None and self.time_budget is not None:
-            raise ValueError("updates, time_budget: give one stopping rule, not both")
+            raise ConfigError(
+                "time_budget", "updates, time_budget: give one stopping rule, not both"
+            )
         if self.updates is not None:
             check_int("updates", self.updates)
         if self.time_budget is not None:
@@ -137,7 +145,7 @@ class RunConfig:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
         if not isinstance(self.device, str):
-            raise ValueError(f"device: expected a device name, got {self.device!r}")
+            raise ConfigError("device", f"device: expected a device name, got {self.device!r}")
         check_choice("dtype", self.dtype, DTYPES)
 
     # ------------------------------------------------------------------ plain values
@@ -164,27 +172,33 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         """The inverse of :meth:`to_dict`; an unknown key is an error naming it."""
         if not isinstance(data, dict):
-            raise ValueError(f"config: expected a table, got {type(data).__name__}")
+            raise ConfigError("config", f"config: expected a table, got {type(data).__name__}")
         data = dict(data)
         scheme = data.pop("scheme", None)
         if not isinstance(scheme, dict) or "name" not in scheme:
-            raise ValueError("scheme: a [scheme] table with a name is required")
+            raise ConfigError("scheme", "scheme: a [scheme] table with a name is required")
         workload = data.pop("workload", None)
         if isinstance(workload, str):
             workload = {"name": workload}
         if not isinstance(workload, dict) or "name" not in workload:
-            raise ValueError("workload: a [workload] table with a name is required")
+            raise ConfigError("workload", "workload: a [workload] table with a name is required")
         workload = dict(workload)
         known = {f.name for f in dataclasses.fields(cls)} - {"scheme", "workload", "workload_args"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key; valid: {', '.join(sorted(known))}")
+            raise ConfigError(
+                unknown[0], f"{unknown[0]}: unknown key; valid: {', '.join(sorted(known))}"
+            )
         if "plateau" in data:
             data["plateau"] = Plateau.from_dict(data["plateau"])
         if "engine" in data:
             data["engine"] = EngineSpec.from_dict(data["engine"])
+        try:
+            built = Scheme.from_dict(scheme)
+        except ConfigError as err:  # the scheme's n is the config's scheme.n
+            raise err.within("scheme") from None
         return cls(
-            scheme=Scheme.from_dict(scheme),
+            scheme=built,
             workload=workload.pop("name"),
             workload_args=workload,
             **data,
@@ -198,7 +212,7 @@ class RunConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"config: not JSON ({err})") from None
+            raise ConfigError("config", f"config: not JSON ({err})") from None
         return cls.from_dict(data)
 
     def to_toml(self) -> str:
@@ -215,7 +229,7 @@ class RunConfig:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"config: not TOML ({err})") from None
+            raise ConfigError("config", f"config: not TOML ({err})") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -243,8 +257,9 @@ def _check_workload_args(name: str, args: dict) -> None:
     valid = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
     for key in args:
         if key not in valid:
-            raise ValueError(
-                f"workload.{key}: not an argument of workload {name!r}; valid: {', '.join(valid)}"
+            raise ConfigError(
+                f"workload.{key}",
+                f"workload.{key}: not an argument of workload {name!r}; valid: {', '.join(valid)}",
             )
 
 
@@ -255,7 +270,7 @@ def _check_plain(name: str, value: object) -> None:
         for i, v in enumerate(value):
             _check_plain(f"{name}[{i}]", v)
         return
-    raise ValueError(f"{name}: expected a number, string, boolean or list, got {value!r}")
+    raise ConfigError(name, f"{name}: expected a number, string, boolean or list, got {value!r}")
 
 
 def _toml_value(value: object) -> str:
@@ -269,4 +284,4 @@ def _toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ValueError(f"config: cannot write {value!r} to TOML")
+    raise ConfigError("config", f"config: cannot write {value!r} to TOML")

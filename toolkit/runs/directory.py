@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from toolkit.checks import ConfigError
 from toolkit.cluster.schedule import Schedule
 from toolkit.files import atomic_write
 from toolkit.replay.results import MANIFEST_FILE, Results
@@ -42,7 +43,9 @@ def _read_manifest(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except json.JSONDecodeError:
-        raise ValueError(f"out: {str(path)!r} holds an unreadable {MANIFEST_FILE}") from None
+        raise ConfigError(
+            "out", f"out: {str(path)!r} holds an unreadable {MANIFEST_FILE}"
+        ) from None
 
 
 def _contents(path: Path) -> list[Path]:
@@ -57,32 +60,35 @@ class RunDirectory:
         self, path: str | Path, config: RunConfig, *, resume: bool = False, overwrite: bool = False
     ) -> None:
         if resume and overwrite:
-            raise ValueError("resume, overwrite: give one of them, not both")
+            raise ConfigError("overwrite", "resume, overwrite: give one of them, not both")
         self.path, self.config, self.id = Path(path), config, config.id()
         if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"out: {str(self.path)!r} exists and is not a directory")
+            raise ConfigError("out", f"out: {str(self.path)!r} exists and is not a directory")
         found = _read_manifest(self.path) if self.path.is_dir() else None
         used = self.path.is_dir() and bool(_contents(self.path))
         if used and overwrite:
             if found is None or "run" not in found:
-                raise ValueError(
+                raise ConfigError(
+                    "out",
                     f"out: {str(self.path)!r} is not a run directory (no run manifest); "
-                    "refusing to delete it"
+                    "refusing to delete it",
                 )
             shutil.rmtree(self.path)
             found = None
         elif used and resume:
             if found is None or "run" not in found:
-                raise ValueError(f"out: {str(self.path)!r} holds no run to resume")
+                raise ConfigError("out", f"out: {str(self.path)!r} holds no run to resume")
             if found["run"]["id"] != self.id:
-                raise ValueError(
+                raise ConfigError(
+                    "out",
                     f"out: {str(self.path)!r} holds run {found['run']['id']} of another config "
-                    f"(this one is {self.id}); choose another directory or --overwrite"
+                    f"(this one is {self.id}); choose another directory or --overwrite",
                 )
         elif used:
-            raise ValueError(
+            raise ConfigError(
+                "out",
                 f"out: {str(self.path)!r} already exists; pass --resume to continue the run in "
-                "it or --overwrite to replace it"
+                "it or --overwrite to replace it",
             )
         self.path.mkdir(parents=True, exist_ok=True)
         self.run = found["run"] if found else self._new()

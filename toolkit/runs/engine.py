@@ -22,7 +22,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from toolkit.checks import check_choice, check_positive
+from toolkit.checks import ConfigError, check_choice, check_positive
 
 if TYPE_CHECKING:  # pragma: no cover
     from toolkit.cluster import Schedule
@@ -70,9 +70,10 @@ class EngineSpec:
         if self.name != "distributed":
             given = [k for k, v in settings.items() if v is not None]
             if given:
-                raise ValueError(
+                raise ConfigError(
+                    f"engine.{given[0]}",
                     f"engine.{given[0]}: only the distributed engine takes it "
-                    f"(this config's engine is {self.name!r})"
+                    f"(this config's engine is {self.name!r})",
                 )
             return
         for key, default in DISTRIBUTED_DEFAULTS.items():
@@ -83,7 +84,9 @@ class EngineSpec:
         for key in ("inject", "collective"):
             if not isinstance(getattr(self, key), bool):
                 value = getattr(self, key)
-                raise ValueError(f"engine.{key}: expected true or false, got {value!r}")
+                raise ConfigError(
+                    f"engine.{key}", f"engine.{key}: expected true or false, got {value!r}"
+                )
 
     @classmethod
     def from_dict(cls, data: Any) -> EngineSpec:
@@ -93,12 +96,13 @@ class EngineSpec:
         if isinstance(data, str):
             return cls(data)
         if not isinstance(data, dict):
-            raise ValueError(f"engine: expected a table with a name, got {data!r}")
+            raise ConfigError("engine", f"engine: expected a table with a name, got {data!r}")
         known = {"name", *DISTRIBUTED_DEFAULTS}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"engine.{unknown[0]}: unknown key in [engine]; valid: {', '.join(sorted(known))}"
+            raise ConfigError(
+                f"engine.{unknown[0]}",
+                f"engine.{unknown[0]}: unknown key in [engine]; valid: {', '.join(sorted(known))}",
             )
         return cls(**data)
 

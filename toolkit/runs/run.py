@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 
+from toolkit.checks import ConfigError
 from toolkit.cluster import Schedule, simulate
 from toolkit.models.comm import parse_comm
 from toolkit.models.stragglers import parse_compute
@@ -60,9 +61,11 @@ def run(
     (a sweep's cache of :func:`schedule_for`). ``options`` bound the engine's work without
     changing what it computes (the distributed engine's ``timeout`` and ``wait_timeout``)."""
     if not isinstance(config, RunConfig):
-        raise ValueError(f"config: expected a RunConfig, got {type(config).__name__}")
+        raise ConfigError("config", f"config: expected a RunConfig, got {type(config).__name__}")
     if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise ValueError(f"out: expected a directory path, got {type(out).__name__} {out!r}")
+        raise ConfigError(
+            "out", f"out: expected a directory path, got {type(out).__name__} {out!r}"
+        )
     engine = get_engine(config.engine.name)
     directory = None
     if out is not None:
@@ -88,7 +91,9 @@ def schedule_for(config: RunConfig, steps: int | None = None) -> Schedule:
     if config.time_budget is None:
         updates = config.updates if config.updates is not None else steps
         if updates is None:
-            raise ValueError("updates: the config gives no updates or time_budget; pass steps")
+            raise ConfigError(
+                "updates", "updates: the config gives no updates or time_budget; pass steps"
+            )
         return simulate(config.scheme, compute, comm, updates=updates, seed=config.seed)
     updates = 256
     while True:
@@ -140,7 +145,8 @@ class ReplayEngine:
         **options,
     ) -> RunOutcome:
         if options:
-            raise ValueError(f"{sorted(options)[0]}: not an option of the replay engine")
+            name = sorted(options)[0]
+            raise ConfigError(name, f"{name}: not an option of the replay engine")
         prep = prepare(config)
         saved = directory.load_schedule() if directory is not None else None
         schedule = saved if saved is not None else schedule

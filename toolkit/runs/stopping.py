@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 
 __all__ = ["Plateau", "stopping_rule"]
 
@@ -44,10 +44,14 @@ class Plateau:
         if isinstance(data, Plateau):
             return data
         if not isinstance(data, dict):
-            raise ValueError(f"plateau: expected a table with window and delta, got {data!r}")
+            raise ConfigError(
+                "plateau", f"plateau: expected a table with window and delta, got {data!r}"
+            )
         unknown = sorted(set(data) - {"window", "delta"})
         if unknown:
-            raise ValueError(f"plateau.{unknown[0]}: unknown key; valid: delta, window")
+            raise ConfigError(
+                f"plateau.{unknown[0]}", f"plateau.{unknown[0]}: unknown key; valid: delta, window"
+            )
         return cls(**data)
 
     def to_dict(self) -> dict:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 
 __all__ = ["Rule"]
 
@@ -52,24 +52,34 @@ class Rule:
         check_int("period", self.period, 0)
         for name in ("barrier", "repeat"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    name, f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
         if self.quorum > self.machines and not (self.barrier and self.repeat):
-            raise ValueError(
+            raise ConfigError(
+                "quorum",
                 f"quorum: {self.quorum} gradients from {self.machines} machines needs repeat=True "
-                "and a barrier (K-batch-sync)"
+                "and a barrier (K-batch-sync)",
             )
         if self.delay and (self.repeat or self.period or not self.barrier):
-            raise ValueError("delay: only a plain barrier rule (Delayed) may delay its updates")
+            raise ConfigError(
+                "delay", "delay: only a plain barrier rule (Delayed) may delay its updates"
+            )
         if self.delay and self.quorum != self.machines:
-            raise ValueError("delay: a delayed update waits for all machines (quorum = machines)")
+            raise ConfigError(
+                "delay", "delay: a delayed update waits for all machines (quorum = machines)"
+            )
         if self.period:
             if self.repeat:
-                raise ValueError("period: replica schemes take one gradient per local step")
+                raise ConfigError(
+                    "period", "period: replica schemes take one gradient per local step"
+                )
             want = self.machines if self.barrier else 1
             if self.quorum != want:
-                raise ValueError(
+                raise ConfigError(
+                    "quorum",
                     f"quorum: a {'synchronous' if self.barrier else 'asynchronous'} replica rule "
-                    f"meets the centre with {want} worker(s) at a time, got quorum={self.quorum}"
+                    f"meets the centre with {want} worker(s) at a time, got quorum={self.quorum}",
                 )
 
     @property

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from toolkit.checks import check_choice, check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_choice, check_int, check_interval, check_positive
 
 __all__ = [
     "STALENESS",
@@ -120,7 +120,7 @@ def sgd(lr: float, momentum: float = 0.0, nesterov: bool = False) -> Transform:
 @dataclass(frozen=True)
 class Staleness:
     """How an update weighs its gradients by staleness (module docstring): ``policy`` is one of
-    ``STALENESS``; ``max_staleness`` bounds ``"drop"``."""
+    ``STALENESS``; ``max_staleness`` bounds ``"drop"`` (any other policy refuses a bound)."""
 
     policy: str = "none"
     max_staleness: int | None = None
@@ -129,8 +129,15 @@ class Staleness:
         check_choice("staleness", self.policy, STALENESS)
         if self.policy == "drop":
             if self.max_staleness is None:
-                raise ValueError("max_staleness: staleness='drop' needs an integer bound >= 0")
+                raise ConfigError(
+                    "max_staleness", "max_staleness: staleness='drop' needs an integer bound >= 0"
+                )
             check_int("max_staleness", self.max_staleness, 0)
+        elif self.max_staleness is not None:
+            raise ConfigError(
+                "max_staleness",
+                f"max_staleness: only staleness='drop' takes a bound; staleness is {self.policy!r}",
+            )
 
     def factors(self, staleness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(keep mask, learning-rate factor) per gradient of the given staleness."""

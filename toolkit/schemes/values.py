@@ -28,7 +28,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from toolkit.checks import check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_int, check_interval, check_positive
 from toolkit.schemes.rule import Rule
 from toolkit.schemes.updates import (
     Replicated,
@@ -92,7 +92,7 @@ class Scheme:
     def from_dict(data: dict) -> Scheme:
         """The scheme of a :meth:`to_dict` table."""
         if not isinstance(data, dict) or "name" not in data:
-            raise ValueError(f"scheme: expected a table with a name, got {data!r}")
+            raise ConfigError("name", f"scheme: expected a table with a name, got {data!r}")
         fields = dict(data)
         return make_scheme(str(fields.pop("name")), **fields)
 
@@ -117,9 +117,9 @@ def _replica_updates(
 ) -> Replicated:
     if momentum or nesterov:
         what = "nesterov" if nesterov and not momentum else "momentum"
-        raise ValueError(f"{what}: {name} takes plain local SGD steps (EAMSGD has its own)")
+        raise ConfigError(what, f"{what}: {name} takes plain local SGD steps (EAMSGD has its own)")
     if staleness is not None and staleness.policy != "none":
-        raise ValueError(f"staleness: {name} has no stale gradients to weigh")
+        raise ConfigError("staleness", f"staleness: {name} has no stale gradients to weigh")
     return Replicated(local, exchange)
 
 
@@ -370,11 +370,15 @@ def make_scheme(name: str, **fields: object) -> Scheme:
     try:
         cls = SCHEMES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown scheme {name!r}; valid: {', '.join(sorted(SCHEMES))}") from None
+        raise ConfigError(
+            "name", f"unknown scheme {name!r}; valid: {', '.join(sorted(SCHEMES))}"
+        ) from None
     names = {f.name for f in dataclasses.fields(cls)}
     extra = {k for k, v in fields.items() if k not in names and v is not None}
     if extra:
-        raise ValueError(f"scheme {name!r} takes {sorted(names)}, not {sorted(extra)}")
+        raise ConfigError(
+            sorted(extra)[0], f"scheme {name!r} takes {sorted(names)}, not {sorted(extra)}"
+        )
     kwargs = {k: v for k, v in fields.items() if k in names and v is not None}
     missing = {
         f.name
@@ -382,5 +386,5 @@ def make_scheme(name: str, **fields: object) -> Scheme:
         if f.default is dataclasses.MISSING and f.name not in kwargs
     }
     if missing:
-        raise ValueError(f"scheme {name!r} needs {sorted(missing)}")
+        raise ConfigError(sorted(missing)[0], f"scheme {name!r} needs {sorted(missing)}")
     return cls(**kwargs)

@@ -23,7 +23,11 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and its sub-subcommands ``run``, ``status``, ``report``, ``export``."""
     sweep = subparsers.add_parser(
-        "sweep", help="run, count and report parameter sweeps", description=__doc__.splitlines()[0]
+        "sweep",
+        help="run, count and report parameter sweeps",
+        description="Run a sweep spec (resumable: the same command after a kill or an edit of "
+        "the spec runs only what is not complete), count its runs, write its tables and figures, "
+        "or export its tables for data/.",
     )
     sub = sweep.add_subparsers(dest="sweep_command", metavar="subcommand")
 
@@ -32,7 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return 2
 
     sweep.set_defaults(func=usage)
-    r = sub.add_parser("run", help="run (or continue) every point of a spec")
+    r = sub.add_parser(
+        "run",
+        help="run (or continue) every point of a spec",
+        description="Run every point of a sweep spec (TOML) not yet complete in --out, on a local "
+        "process pool, Ray or Slurm; a run that raises is recorded and the sweep goes "
+        "on.",
+    )
     r.add_argument("spec", help="sweep spec (TOML; see toolkit.sweeps.spec)")
     r.add_argument("--out", required=True, help="sweep directory (created; reused when it exists)")
     r.add_argument(
@@ -62,15 +72,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--slurm-partition", default=None, help="Slurm partition (--executor submitit)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
-    s = sub.add_parser("status", help="runs complete, partial, failed and still to do")
+    s = sub.add_parser(
+        "status",
+        help="runs complete, partial, failed and still to do",
+        description="How many runs of a sweep directory are complete, partial or failed, and how "
+        "many points of its spec have not started.",
+    )
     s.add_argument("out", help="sweep directory")
     s.set_defaults(func=_status)
-    rep = sub.add_parser("report", help="tables (CSV) and figures (PDF, PNG) of a sweep")
+    rep = sub.add_parser(
+        "report",
+        help="tables (CSV) and figures (PDF, PNG) of a sweep",
+        description="Write the tables (CSV) and figures (PDF, PNG) of a sweep: final metric and "
+        "time to target over seeds, the best learning rate, sensitivity and failures.",
+    )
     rep.add_argument("out", help="sweep directory")
     rep.add_argument("--dest", default=None, help="report directory (default OUT/report)")
     rep.set_defaults(func=_report)
     ex = sub.add_parser(
-        "export", help="the sweep's tables (evaluations.parquet, summary.csv) for data/"
+        "export",
+        help="the sweep's tables (evaluations.parquet, summary.csv) for data/",
+        description="Write a sweep's two tables (evaluations.parquet, summary.csv; no schedules "
+        "or parameters) to --dest, which toolkit.sweeps.load reads back the same.",
     )
     ex.add_argument("out", help="sweep directory")
     ex.add_argument("--dest", required=True, help="folder for the two tables (created)")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from toolkit.checks import ConfigError
 from toolkit.sweeps import analysis, store
 
 __all__ = ["config_groups", "report"]
@@ -64,17 +65,16 @@ def report(out: str | Path, dest: str | Path | None = None) -> dict[str, pd.Data
     )
 
     out = Path(out)
+    evaluations, summary = store.load(out)  # before making dest: a non-sweep is refused
+    if summary.empty:
+        raise ConfigError("out", f"out: no runs in {str(out)!r}")
     dest = Path(dest) if dest is not None else out / "report"
     dest.mkdir(parents=True, exist_ok=True)
-    evaluations, summary = store.load(out)
-    if summary.empty:
-        raise ValueError(f"out: no runs in {str(out)!r}")
     tables: dict[str, pd.DataFrame] = {"summary": summary}
     failed = summary[summary["state"] == "failed"]
     if len(failed):
-        tables["failures"] = failed.assign(
-            error=[_last_line(out / "runs" / r / "error.txt") for r in failed["run_id"]]
-        )[["run_id", "label", "error"]]
+        columns = ["run_id", "label", "error", "error_type", "error_field"]
+        tables["failures"] = failed[[c for c in columns if c in failed]]
     done = summary[summary["state"] == "complete"]
     if done.empty:
         _write(tables, dest)
@@ -128,11 +128,3 @@ def report(out: str | Path, dest: str | Path | None = None) -> dict[str, pd.Data
 def _write(tables: dict[str, pd.DataFrame], dest: Path) -> None:
     for name, table in tables.items():
         table.to_csv(dest / f"{name}.csv", index=False)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text().strip().splitlines()
-    except FileNotFoundError:
-        return ""
-    return lines[-1] if lines else ""

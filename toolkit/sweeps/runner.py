@@ -38,14 +38,13 @@ import json
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import connection, get_context
 from pathlib import Path
 
 import pandas as pd
 
-from toolkit.checks import check_choice, check_int
+from toolkit.checks import ConfigError, check_choice, check_int
 from toolkit.runs.config import RunConfig
 from toolkit.sweeps import store
 from toolkit.sweeps.spec import SweepSpec
@@ -159,8 +158,8 @@ def run_point(task: dict) -> dict:
     try:
         schedule = Schedule.load(task["schedule"]) if task.get("schedule") else None
         res = run(config, path, resume=True, schedule=schedule)
-    except Exception:  # a run that raises is recorded; the sweep goes on
-        store.record_failure(path, config, traceback.format_exc())
+    except Exception as err:  # a run that raises is recorded; the sweep goes on
+        store.record_failure(path, config, err)
         store.log(task["out"], "failed", config.id())
         return {"id": config.id(), "state": "failed", "name": _name(config)}
     store.log(task["out"], "end", config.id(), status=res.status)
@@ -246,8 +245,9 @@ def _ray(function: Callable, tasks: list[dict], jobs: int, address: str | None) 
     try:
         import ray
     except ImportError:
-        raise ValueError(
-            "backend: 'ray' needs the [ray] extra: pip install 'stragglers-toolkit[ray]'"
+        raise ConfigError(
+            "executor",
+            "executor: 'ray' needs the [ray] extra: pip install 'stragglers-toolkit[ray]'",
         ) from None
     started = not ray.is_initialized()
     if started:
@@ -269,8 +269,9 @@ def _submitit(
     try:
         import submitit
     except ImportError:
-        raise ValueError(
-            "backend: 'submitit' needs the [slurm] extra: pip install 'stragglers-toolkit[slurm]'"
+        raise ConfigError(
+            "executor",
+            "executor: 'submitit' needs the [slurm] extra: pip install 'stragglers-toolkit[slurm]'",
         ) from None
     folder = out / "submitit"
     if cluster == "local":
@@ -280,7 +281,7 @@ def _submitit(
             ex = submitit.AutoExecutor(folder, cluster=None if cluster == "auto" else cluster)
         except RuntimeError as err:  # no Slurm here ("Could not detect srun")
             why = f"cluster: {err} (--submitit-cluster local runs the tasks here)"
-            raise ValueError(why) from None
+            raise ConfigError("cluster", why) from None
     ex.update_parameters(**{"timeout_min": 24 * 60, **parameters})
     jobs = ex.map_array(function, tasks)
     for job in jobs:
@@ -330,9 +331,10 @@ def sweep_lock(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise ValueError(
+            raise ConfigError(
+                "out",
                 f"out: the sweep directory {str(out)!r} is in use by another runner ({holder}); "
-                "wait for it to end or stop it, then run the same command again"
+                "wait for it to end or stop it, then run the same command again",
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

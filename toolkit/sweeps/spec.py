@@ -53,15 +53,15 @@ import itertools
 import math
 import operator
 import re
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import tomllib
 from scipy.stats import qmc
 
-from toolkit.checks import check_choice, check_int, check_real
+from toolkit.checks import ConfigError, check_choice, check_int, check_real
 from toolkit.runs.config import RunConfig
 
 __all__ = ["MAX_POINTS", "Axis", "Points", "SweepSpec"]
@@ -88,9 +88,13 @@ class Axis:
         check_real(f"random.axes.{self.field}.low", self.low)
         check_real(f"random.axes.{self.field}.high", self.high)
         if not self.low < self.high:
-            raise ValueError(f"random.axes.{self.field}: low must be < high")
+            raise ConfigError(
+                f"random.axes.{self.field}", f"random.axes.{self.field}: low must be < high"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"random.axes.{self.field}: log needs low > 0")
+            raise ConfigError(
+                f"random.axes.{self.field}", f"random.axes.{self.field}: log needs low > 0"
+            )
 
     def value(self, u: float) -> float | int:
         """The axis value at u in [0, 1)."""
@@ -118,23 +122,26 @@ class SweepSpec:
         if isinstance(self.base, RunConfig):
             object.__setattr__(self, "base", self.base.to_dict())
         if not isinstance(self.base, dict):
-            raise ValueError("base: expected a RunConfig table")
+            raise ConfigError("base", "base: expected a RunConfig table")
         for path, values in self.grid.items():
             if not isinstance(values, list) or not values:
-                raise ValueError(f"grid.{path}: expected a non-empty list of values")
+                raise ConfigError(
+                    f"grid.{path}", f"grid.{path}: expected a non-empty list of values"
+                )
         check_choice("random.sequence", self.sequence, SEQUENCES)
         check_int("random.count", self.count, 0)
         if self.axes and not self.count:
-            raise ValueError("random.count: quasi-random axes need count >= 1")
+            raise ConfigError("random.count", "random.count: quasi-random axes need count >= 1")
         check_int("random.seed", self.seed, 0)
         if self.size > MAX_POINTS:
             axes = [f"{path} ({len(values)})" for path, values in self.grid.items()]
             if self.axes:
                 axes.append(f"random.count ({self.count})")
-            raise ValueError(
-                f"{'grid' if self.grid else 'random.count'}: {' x '.join(axes)} = "
-                f"{self.size:,} points, above the limit of {MAX_POINTS:,} a sweep may hold; "
-                "split it into smaller sweeps"
+            field_ = "grid" if self.grid else "random.count"
+            raise ConfigError(
+                field_,
+                f"{field_}: {' x '.join(axes)} = {self.size:,} points, above the limit of "
+                f"{MAX_POINTS:,} a sweep may hold; split it into smaller sweeps",
             )
 
     @property
@@ -151,15 +158,15 @@ class SweepSpec:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"spec: not TOML ({err})") from None
+            raise ConfigError("spec", f"spec: not TOML ({err})") from None
         try:
             spec = cls._from_dict(data)
-            spec.points()  # every point must be a valid RunConfig
-        except ValueError as err:
-            msg = str(err)
-            key = _key_of(msg)
-            line = _line_of(text, key, getattr(err, "section", None))
-            raise ValueError(f"{msg} (line {line})" if line else msg) from None
+            spec.points()  # each distinct value must make a valid RunConfig (Points.check)
+        except ConfigError as err:
+            line = _locate(text, getattr(err, "where", err.field))
+            if line is None:
+                raise
+            raise ConfigError(err.field, f"{err} (line {line})") from None
         return spec
 
     @classmethod
@@ -169,30 +176,45 @@ class SweepSpec:
     @classmethod
     def _from_dict(cls, data: dict) -> SweepSpec:
         if "engine" in data:
-            raise ValueError(
+            raise ConfigError(
+                "engine",
                 "engine: the engine is a field of the run config: write it as [base.engine] "
-                "(or vary it in [grid])"
+                "(or vary it in [grid])",
             )
         unknown = sorted(set(data) - set(_TOP))
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key; a spec has {', '.join(_TOP)}")
+            raise ConfigError(
+                unknown[0], f"{unknown[0]}: unknown key; a spec has {', '.join(_TOP)}"
+            )
         grid = data.get("grid", {})
         if not isinstance(grid, dict):
-            raise ValueError("grid: expected a table of field = [values]")
+            raise ConfigError("grid", "grid: expected a table of field = [values]")
         random = dict(data.get("random", {}))
         known = {"count", "sequence", "seed", "axes"}
         extra = sorted(set(random) - known)
         if extra:
-            raise ValueError(
-                f"{extra[0]}: unknown key in [random]; valid: {', '.join(sorted(known))}"
+            raise ConfigError(
+                f"random.{extra[0]}",
+                f"{extra[0]}: unknown key in [random]; valid: {', '.join(sorted(known))}",
             )
         axes = []
         for name, table in random.pop("axes", {}).items():
             if not isinstance(table, dict):
-                raise ValueError(f"{name}: expected a table with low, high (and log, integer)")
+                raise ConfigError(
+                    f"random.axes.{name}",
+                    f"{name}: expected a table with low, high (and log, integer)",
+                )
             bad = sorted(set(table) - {"low", "high", "log", "integer"})
+            missing = sorted({"low", "high"} - set(table))
+            if missing:
+                raise ConfigError(
+                    f"random.axes.{name}.{missing[0]}",
+                    f"random.axes.{name}: {missing[0]} is required",
+                )
             if bad:
-                raise ValueError(f"{bad[0]}: unknown key in [random.axes.{name}]")
+                raise ConfigError(
+                    f"random.axes.{name}.{bad[0]}", f"{bad[0]}: unknown key in [random.axes.{name}]"
+                )
             axes.append(Axis(name, **table))
         return cls(
             base=data.get("base", {}),
@@ -284,22 +306,35 @@ class Points(Sequence):
             _set(table, path, value)
         try:
             return RunConfig.from_dict(table)
-        except ValueError as err:
+        except ConfigError as err:
             point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
-            key = _key_of(str(err))
-            set_by = [p for p, _ in assigned if key in (p, p.split(".")[0])]
             raise _PointError(
+                err.field,
                 f"{err}" + (f" (at the point {point})" if point else ""),
-                ("random" if set_by[0] in extra else "grid") if set_by else "base",
+                _where(err.field, self.paths, extra),
             ) from None
 
 
-class _PointError(ValueError):
-    """A point that is not a valid RunConfig; ``section`` is where its bad value was set."""
+class _PointError(ConfigError):
+    """A point that is not a valid RunConfig; ``where`` is the spec path where its bad value was
+    set (``base.<field>``, ``grid.<path>`` or ``random.axes.<path>``)."""
 
-    def __init__(self, message: str, section: str) -> None:
-        super().__init__(message)
-        self.section = section
+    def __init__(self, field: str, message: str, where: str) -> None:
+        super().__init__(field, message)
+        self.where = where
+
+    def __reduce__(self):
+        return type(self), (self.field, str(self), self.where)
+
+
+def _where(field: str, grid: list[str], axes: dict) -> str:
+    """The spec path that set the config ``field``: the last axis whose path is the field, a
+    table holding it (``scheme`` for ``scheme.n``) or a field of it; else the base table."""
+    for table, paths in (("random.axes", list(axes)), ("grid", grid)):
+        for path in reversed(paths):
+            if field == path or field.startswith(path + ".") or path.startswith(field + "."):
+                return f"{table}.{path}"
+    return f"base.{field}"
 
 
 def _set(table: dict, path: str, value: object) -> None:
@@ -316,10 +351,17 @@ def _set(table: dict, path: str, value: object) -> None:
     table[keys[-1]] = copy.deepcopy(value)
 
 
-def _key_of(message: str) -> str:
-    """The field an error message names first (``"lr must be ..."``, ``"lr: ..."``)."""
-    match = re.match(r"[\w.]+", message)
-    return match.group() if match else ""
+def _locate(text: str, path: str) -> int | None:
+    """The line of the spec path ``path`` (``grid.lr``, ``base.scheme.n``,
+    ``random.axes.lr.low``): its key inside the deepest table ``[...]`` that the text opens
+    along the path (else the line opening that table), or a top-level key."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        section, key = ".".join(parts[:i]), ".".join(parts[i:])
+        line = _line_of(text, key, section)
+        if line is not None:
+            return line
+    return _line_of(text, path)
 
 
 def _line_of(text: str, key: str, section: str | None = None) -> int | None:

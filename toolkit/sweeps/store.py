@@ -4,9 +4,10 @@
 
     DIR/spec.toml               the spec last run in it
     DIR/runs/<config id>/       one run directory per point (toolkit.runs.directory)
-    DIR/runs/<config id>/error.txt   the traceback of a run that raised (and
-                                     failed-config.json, its config, if it raised before
-                                     its run directory was made)
+    DIR/runs/<config id>/error.txt   the traceback of a run that raised, error.json its
+                                     exception's type, field (a ConfigError's, else null) and
+                                     message (and failed-config.json, its config, if it raised
+                                     before its run directory was made)
     DIR/schedules/<key>.parquet      Schedules shared by points that differ only in training
     DIR/log.jsonl               one line per run started and ended (append-only)
 
@@ -23,11 +24,14 @@ from __future__ import annotations
 import json
 import os
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
+from toolkit.files import atomic_write
 from toolkit.replay import Results
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import MANIFEST_FILE
@@ -44,7 +48,7 @@ __all__ = [
     "status",
 ]
 
-FAILURE_FILES = ("error.txt", "failed-config.json")
+FAILURE_FILES = ("error.txt", "error.json", "failed-config.json")
 EXPORT_FILES = ("evaluations.parquet", "summary.csv")
 
 
@@ -63,13 +67,24 @@ def run_state(path: Path) -> str:
     return "failed" if (path / "error.txt").exists() else "partial"
 
 
-def record_failure(path: Path, config: RunConfig, text: str) -> None:
-    """Write the traceback ``text`` of a run that raised, and its config where the run
-    directory has no manifest to hold it."""
+def record_failure(path: Path, config: RunConfig, error: BaseException | str) -> None:
+    """Record a run that raised ``error`` (or ended without an exception: ``error`` then says
+    why, e.g. its process died): its traceback or that line (``error.txt``), the exception's
+    type, field (a ConfigError's ``field``, else null) and message (``error.json``), and its
+    config where the run directory has no manifest to hold it."""
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MANIFEST_FILE).exists():
-        (path / "failed-config.json").write_text(config.to_json())
-    (path / "error.txt").write_text(text)
+        text = config.to_json()
+        atomic_write(path / "failed-config.json", lambda tmp: tmp.write_text(text))
+    raised = isinstance(error, BaseException)
+    record = {
+        "type": type(error).__name__ if raised else None,
+        "field": getattr(error, "field", None),
+        "message": str(error),
+    }
+    atomic_write(path / "error.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    text = "".join(traceback.format_exception(error)) if raised else f"{error}\n"
+    atomic_write(path / "error.txt", lambda tmp: tmp.write_text(text))
 
 
 def log(out: str | Path, event: str, config_id: str, **extra) -> None:
@@ -107,15 +122,18 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     fields, ``updates``, ``final_<metric>``, ``best_<metric>``, ``time_to_target`` (simulated
     time when the workload's main metric first reached its target, NaN if never),
     ``label`` (the scheme's label) and, for a failed run, ``error`` (the last line of its
-    traceback).
+    traceback), ``error_type`` (the exception's class name, e.g. ``ConfigError``) and
+    ``error_field`` (the field a ConfigError names, e.g. ``lr``; empty for other errors).
 
-    ``out`` may also be a folder written by :func:`export`."""
+    ``out`` may also be a folder written by :func:`export`. ConfigError naming ``out`` when it
+    is neither."""
     from toolkit.schemes import make_scheme
     from toolkit.workloads import get_workload
 
     out = Path(out)
     if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
         return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
+    _check_sweep(out)
     evals, rows = [], []
     for path in _runs(out):
         state = run_state(path)
@@ -130,7 +148,7 @@ def load(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         flat = _flat(config)
         row = {"run_id": path.name, "state": state, **flat}
         if state == "failed":
-            row["error"] = _last_line(path / "error.txt")
+            row.update(error=_last_line(path / "error.txt"), **_failure(path))
         fields = dict(config["scheme"])
         row["label"] = str(make_scheme(fields.pop("name"), **fields))
         if state == "complete":
@@ -172,12 +190,11 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
     ``dest/summary.csv`` (each written atomically); returns their paths. Where ``out/spec.toml``
     is there, only the runs of its points are exported (a directory may also hold runs of an
     earlier version of the spec)."""
-    from toolkit.files import atomic_write
     from toolkit.sweeps.spec import SweepSpec
 
     evaluations, summary = load(out)
     if summary.empty:
-        raise ValueError(f"out: the sweep directory {str(out)!r} holds no runs")
+        raise ConfigError("out", f"out: the sweep directory {str(out)!r} holds no runs")
     spec = Path(out) / "spec.toml"
     if spec.exists():
         ids = {config.id() for config in SweepSpec.load(spec).points()}
@@ -191,6 +208,26 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
     )
     su = atomic_write(dest / EXPORT_FILES[1], lambda p: summary.to_csv(p, index=False))
     return ev, su
+
+
+def _check_sweep(out: Path) -> None:
+    """ConfigError naming ``out`` unless it is a sweep directory (``spec.toml`` or ``runs/``)."""
+    if not out.is_dir():
+        raise ConfigError("out", f"out: no sweep directory {str(out)!r}")
+    if not (out / "spec.toml").exists() and not (out / "runs").is_dir():
+        raise ConfigError(
+            "out", f"out: {str(out)!r} is not a sweep directory (no spec.toml, no runs/)"
+        )
+
+
+def _failure(path: Path) -> dict:
+    """``error_type`` and ``error_field`` of a failed run, from its ``error.json`` (a failure
+    recorded without one gives neither)."""
+    try:
+        record = json.loads((path / "error.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {"error_type": record.get("type"), "error_field": record.get("field")}
 
 
 def _last_line(path: Path) -> str:
@@ -211,8 +248,7 @@ def status(out: str | Path) -> pd.Series:
     from toolkit.sweeps.spec import SweepSpec
 
     out = Path(out)
-    if not out.is_dir():
-        raise ValueError(f"out: no sweep directory {str(out)!r}")
+    _check_sweep(out)
     states = {p.name: run_state(p) for p in _runs(out)}
     if (out / "spec.toml").exists():
         for config in SweepSpec.load(out / "spec.toml").points():

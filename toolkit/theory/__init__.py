@@ -1,6 +1,7 @@
 """Theory: closed forms and numerics for the quantities the clock and replay measure.
 
-numpy/scipy/sympy only (no torch). Each public function's docstring gives its formula and source.
+numpy/scipy/sympy only (no torch). Each public function's docstring gives its formula and source;
+the derivations and measured agreement are in docs/theory.md.
 """
 
 from toolkit.theory.backups import Progress, optimal_backups

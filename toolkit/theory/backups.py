@@ -5,7 +5,8 @@ arXiv 1604.00981). More backups shorten the step (E[X_(n:m)] falls as n falls) b
 averages fewer gradients, so it makes less progress. Given a model ``progress(n)`` of the progress
 one update makes when it averages n gradients, the expected time to a fixed target is
 proportional to ``step_time(Backup(m - b, b)) / progress(m - b)`` (updates needed ∝ 1/progress,
-each taking one step time), and :func:`optimal_backups` minimises it over b.
+each taking one step time), and :func:`optimal_backups` minimises it over b
+(docs/theory.md#optimal-backups).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_choice, check_int, check_positive
+from toolkit.checks import ConfigError, check_choice, check_int, check_positive
 from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel, exchange_cost
 from toolkit.models.dists import check_step_dist
@@ -46,9 +47,10 @@ class Progress:
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, ("hard", "smooth"))
         if self.kind == "smooth" and self.critical is None:
-            raise ValueError(
+            raise ConfigError(
+                "critical",
                 "critical: kind='smooth' needs a critical batch (B_noise, in gradients); "
-                "use Progress() for linear progress"
+                "use Progress() for linear progress",
             )
         if self.critical is not None:
             check_positive("critical", self.critical)
@@ -66,8 +68,8 @@ class Progress:
 
 def _progress_values(progress: Progress | Callable, ns: np.ndarray) -> np.ndarray:
     if not callable(progress):
-        raise ValueError(
-            f"progress must be a Progress or a callable n -> progress, got {progress!r}"
+        raise ConfigError(
+            "progress", f"progress must be a Progress or a callable n -> progress, got {progress!r}"
         )
     if isinstance(progress, Progress):  # vectorised
         vals = np.asarray(progress(ns), dtype=float)
@@ -75,8 +77,9 @@ def _progress_values(progress: Progress | Callable, ns: np.ndarray) -> np.ndarra
         vals = np.array([float(progress(int(n))) for n in ns])
     bad = ~np.isfinite(vals) | (vals <= 0)
     if np.any(bad):
-        raise ValueError(
-            f"progress must be finite and > 0 for every n; n={ns[bad][0]} gave {vals[bad][0]}"
+        raise ConfigError(
+            "progress",
+            f"progress must be finite and > 0 for every n; n={ns[bad][0]} gave {vals[bad][0]}",
         )
     return vals
 
@@ -102,7 +105,9 @@ def optimal_backups(
     b_max = check_int("b_max", m - 1 if b_max is None else b_max, 0, m - 1)
     check_step_dist(compute, "compute")
     if comm is not None and not isinstance(comm, CommModel):
-        raise ValueError(f"comm: expected a toolkit.models.comm model or None, got {comm!r}")
+        raise ConfigError(
+            "comm", f"comm: expected a toolkit.models.comm model or None, got {comm!r}"
+        )
     if progress is None:
         progress = Progress()
     check_memory("m", f"the table of optimal_backups over b = 0..{b_max}", 400 * (b_max + 1))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.checks import ConfigError
 from toolkit.cli_args import (
     DEFAULT_COMM,
     DEFAULT_DIST,
@@ -100,7 +101,7 @@ def _cmd_step_time(args: argparse.Namespace) -> int:
 def _cmd_order_stat(args: argparse.Namespace) -> int:
     dist = _dist(args)
     if not 1 <= args.k <= args.n:
-        raise ValueError(f"k must lie in [1, n] = [1, {args.n}], got {args.k}")
+        raise ConfigError("k", f"k must lie in [1, n] = [1, {args.n}], got {args.k}")
     mean = float(expected_order_statistic(dist, args.k, args.n))
     var = float(order_statistic_variance(dist, args.k, args.n))
     print(_line("dist", args.dist))
@@ -226,7 +227,7 @@ def _demo_server(m: int, dist, comm, out: Path) -> pd.DataFrame:
 def _cmd_demo(args: argparse.Namespace) -> int:
     m = args.machines
     if m < 2:
-        raise ValueError(f"machines must be >= 2 for the demo, got {m}")
+        raise ConfigError("machines", f"machines must be >= 2 for the demo, got {m}")
     out = Path(args.out)
     dist = _dist(args)
     comm = comm_from_args(args)
@@ -273,7 +274,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     theory = subparsers.add_parser(
         "theory",
         help="closed forms and numerics: step time, order statistics",
-        description=__doc__.splitlines()[0],
+        description="Closed forms and numerics without simulation: a scheme's expected step "
+        "time and throughput (step-time), the mean and variance of an order statistic of step "
+        "times (order-stat), the optimal number of backup workers (backups), and the three side "
+        "by side with figures (demo).",
     )
     sub = theory.add_subparsers(dest="theory_command", metavar="subcommand")
 
@@ -283,7 +287,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     theory.set_defaults(func=usage)
 
-    st = sub.add_parser("step-time", help="expected step time and throughput of a scheme")
+    st = sub.add_parser(
+        "step-time",
+        help="expected step time and throughput of a scheme",
+        description="The expected time per update (per local step for replica schemes) and the "
+        "throughput of a scheme on a cluster, in closed form where one exists, else by "
+        "Monte Carlo.",
+    )
     add_scheme_args(st.add_argument_group("scheme (toolkit.schemes)"))
     add_cluster_args(st.add_argument_group("cluster (toolkit.cluster)"))
     st.add_argument("--batch-size", type=int, default=None, help="per-worker mini-batch size")
@@ -296,20 +306,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     st.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo (default 0)")
     st.set_defaults(func=_cmd_step_time)
 
-    os_ = sub.add_parser("order-stat", help="mean and variance of the k-th smallest of n draws")
+    os_ = sub.add_parser(
+        "order-stat",
+        help="mean and variance of the k-th smallest of n draws",
+        description="The mean and variance of the k-th smallest of n i.i.d. step times: how long an"
+        " update that waits for k of n workers takes.",
+    )
     add_dist_args(os_)
     os_.add_argument("--k", type=int, required=True, help="rank: the k-th smallest, 1 <= k <= n")
     os_.add_argument("--n", type=int, required=True, help="number of i.i.d. draws")
     os_.set_defaults(func=_cmd_order_stat)
 
-    bk = sub.add_parser("backups", help="optimal number of backup workers on m machines")
+    bk = sub.add_parser(
+        "backups",
+        help="optimal number of backup workers on m machines",
+        description="The number of backup workers b that minimises the expected time to a target "
+        "on m machines (n workers and b backups), with the step time and time to target of every "
+        "b.",
+    )
     bk.add_argument("--machines", type=int, required=True, help="m = n + b")
     _add_progress_args(bk, critical=None)
     bk.add_argument("--b-max", type=int, default=None, help="largest b tried (default m - 1)")
     add_cluster_args(bk.add_argument_group("cluster (toolkit.cluster)"))
     bk.set_defaults(func=_cmd_backups)
 
-    dm = sub.add_parser("demo", help="step time per scheme, optimal backups, figures")
+    dm = sub.add_parser(
+        "demo",
+        help="step time per scheme, optimal backups, figures",
+        description="The step time of every scheme, the optimal number of backups and the parameter"
+        " server's throughput against n on one cluster, as tables and figures in --out.",
+    )
     dm.add_argument("--out", required=True, help="directory for the figures and tables")
     dm.add_argument("--machines", type=int, default=100, help="machines (default 100)")
     _add_progress_args(dm, critical=64.0)

@@ -1,69 +1,16 @@
-"""Stability thresholds of gradient descent with delayed (stale) gradients on f = h x^2 / 2.
+"""Stability thresholds of gradient descent with delayed (stale) gradients on f = h x^2 / 2:
+the largest stable a = eta h of x_{t+1} = x_t - a sum_s w_t[s] x_{t-s}.
 
-Fixed delay tau (Delayed(n, tau) on a quadratic)::
+* fixed delay tau: a*(tau) = 2 sin(pi / (2 (2 tau + 1))) (derived here; Levin & May 1976 for
+  the delay difference equation), :func:`delayed_gd_threshold`;
+* along a Schedule's realised staleness sequence, exact for replaying it on a noiseless
+  quadratic (derived here): :func:`schedule_threshold`;
+* i.i.d. staleness, mean field (the recursion of E[x_t]): :func:`staleness_threshold`;
+* i.i.d. staleness, mean square (derived here): rho(A_m) < 1 and a^2 <Sigma, G> < 1 with
+  G = A_m G A_m^T + e_1 e_1^T, a Stein-equation criterion: :func:`staleness_threshold_ms`.
 
-    x_{t+1} = x_t - a x_{t-tau},   a = eta h,   characteristic polynomial z^{tau+1} - z^tau + a.
-
-Exact threshold (derived here): a root on the unit circle z = e^{i theta} needs
-a = z^tau (1 - z) = 2 sin(theta/2) exp(i((tau + 1/2) theta - pi/2)) to be real and positive, so
-theta = pi (1 + 4k) / (2 tau + 1); the smallest such a (k = 0) is::
-
-    a*(tau) = 2 sin(pi / (2 (2 tau + 1)))
-
-and for 0 < a < a* all roots lie inside the unit disc (at a -> 0+ the roots are 1 - a and
-near-zero roots, and no root crosses the circle before a*). tau = 0 gives 2, tau = 1 gives 1
-(the known values); a* ~ pi / (2 tau + 1) for large tau. The tests compare this closed form with
-bisection on the spectral radius of the companion matrix for tau = 0..50. This is the classical
-result for the linear delay difference equation (Levin & May 1976 on x_{t+1} = x_t - a x_{t-k}).
-
-Realised schedule (what ``toolkit.compare.divergence_table`` predicts Async/KBatchAsync with):
-replay applies update u as x_{u+1} = x_u - eta (1/|G_u|) sum_{g in G_u} w_g grad f(x_{u - s_g})
-over the used gradients G_u of update u, with staleness s_g and learning-rate factor w_g (1, or
-1 / max(1, s_g) for staleness="lr"). On f = h x^2 / 2 without gradient noise this is the 1-D
-linear recursion x_{u+1} = x_u - a (1/|G_u|) sum_g w_g x_{u - s_g}, a = eta h, along the
-Schedule's *actual* staleness sequence; :func:`schedule_threshold` finds the largest a for which
-|x_T| < |x_0| after the run's T updates. This is exact -- no model of the staleness -- for
-replaying the same Schedule on a noiseless quadratic along its top eigenvector, and it uses the
-same "final loss >= initial loss" criterion as the measurement. Everything below is a model of
-the staleness as i.i.d. over updates, which a real clock's staleness is not (it is correlated
-from update to update). On Exp(1) Schedules of Async(4), Async(8), KBatchAsync(4, 2) and
-KBatchAsync(8, 4) (``toolkit.cluster.simulate``, 1000 updates, seed 0) the mean-square
-threshold below was 0.65-0.82x the realised-sequence one and the mean-field one 1.5-13x.
-
-Mixed staleness, mean field: an update applies gradients whose staleness s has probabilities q_s,
-s = 0..S, replaced by their expectation::
-
-    x_{t+1} = x_t - a sum_s q_s x_{t-s}
-
-This is exact when every update averages gradients with a fixed staleness profile (e.g. k
-gradients with staleness 0..k-1). For random per-update staleness it is the recursion of the
-*mean* E[x_t]; stability of the mean is necessary for mean-square stability but neither necessary
-nor sufficient for almost-sure stability, so it can over- or under-predict the a.s. threshold
-depending on the pmf. Found numerically from the companion matrix (grid scan for the first
-unstable point, then bisection) by :func:`staleness_threshold`.
-
-Random i.i.d. staleness, mean square (asynchronous SGD applies *one* stale gradient per update):
-x_{t+1} = x_t - a sum_s w_t[s] x_{t-s}, where w_t is update t's staleness profile (the fractions
-of its gradients with staleness s), drawn i.i.d. over updates. With state X_t = (x_t..x_{t-S})
-and X_{t+1} = A(w_t) X_t, the second moment P_t = E[X_t X_t^T] obeys P_{t+1} = L(P_t) =
-E[A P_t A^T] (linear in P), so the recursion is *mean-square* stable iff rho(L) < 1 (standard
-for linear systems with i.i.d. random coefficients). A(w) = C - a e_1 w^T is affine in w, so with
-q = E[w], Sigma = E[w w^T] - q q^T and A_m = C - a e_1 q^T::
-
-    L(P) = A_m P A_m^T + a^2 <Sigma, P> e_1 e_1^T.
-
-Criterion (derived here; :func:`staleness_threshold_ms`): rho(L) < 1 iff rho(A_m) < 1 and
-a^2 <Sigma, G> < 1, where G = sum_k A_m^k e_1 e_1^T A_m^kT solves G = A_m G A_m^T + e_1 e_1^T.
-Proof: L maps the PSD cone into itself, so rho(L) = r is an eigenvalue with a PSD eigenvector
-P != 0 (Krein-Rutman). If r >= 1 and rho(A_m) < 1, r P = A_m P A_m^T + c e_1 e_1^T with
-c = a^2 <Sigma, P> gives P = (c / r) G_r, G_r = sum_k r^-k A_m^k e_1 e_1^T A_m^kT <= G, so c > 0
-and r = a^2 <Sigma, G_r> <= a^2 <Sigma, G>: the index is >= 1. Conversely if r < 1 then
-rho(A_m)^2 = rho(P -> A_m P A_m^T) <= r < 1, and X = sum_k L^k(e_1 e_1^T) satisfies
-X = (1 + a^2 s) G with s = <Sigma, X> >= 0, so s (1 - a^2 <Sigma, G>) = <Sigma, G> forces the
-index below 1 (or <Sigma, G> = 0). The tests check it against the dense eigenvalues of
-E[A (x) A]. For a fixed profile Sigma = 0 and it reduces to the deterministic threshold.
-Mean-square stability implies almost-sure stability, so under the i.i.d. model this threshold is
-a lower bound on the a.s. one.
+Derivations, the proof of the mean-square criterion and the measured gap between the models and
+the realised sequence: docs/theory.md#delayed-and-stale-gradients.
 """
 
 from __future__ import annotations
@@ -84,17 +31,17 @@ __all__ = [
     "staleness_threshold",
     "staleness_threshold_ms",
 ]
-from toolkit.checks import check_array, check_int
+from toolkit.checks import ConfigError, check_array, check_int
 from toolkit.theory.search import first_crossing
 
 
 def _check_probs(probs: object) -> np.ndarray:
     q = check_array("probs", probs, low=0)
     if q.ndim != 1 or q.size == 0:
-        raise ValueError("probs must be a non-empty 1-D array over staleness 0..S")
+        raise ConfigError("probs", "probs must be a non-empty 1-D array over staleness 0..S")
     total = q.sum()
     if not np.isclose(total, 1.0, rtol=0, atol=1e-9):
-        raise ValueError(f"probs must sum to 1, got {total}")
+        raise ConfigError("probs", f"probs must sum to 1, got {total}")
     return q
 
 
@@ -123,7 +70,8 @@ def delayed_gd_radius(tau: int, eta_h: object) -> np.ndarray:
 
 def delayed_gd_threshold(tau: int) -> float:
     """Largest eta*h for which x_{t+1} = x_t - eta h x_{t-tau} is stable (supremum of the open
-    stable interval): 2 sin(pi / (2 (2 tau + 1))) (exact; derivation in the module docstring)."""
+    stable interval): 2 sin(pi / (2 (2 tau + 1))) (exact; derived in
+    docs/theory.md#fixed-delay-derived-here)."""
     tau = check_int("tau", tau, 0)
     return float(2.0 * np.sin(np.pi / (2.0 * (2 * tau + 1))))
 
@@ -155,7 +103,7 @@ def staleness_pmf(staleness: object, max_staleness: int | None = None) -> np.nda
     ``staleness`` column of a Schedule's used gradients); a probability vector."""
     s = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if s.size == 0:
-        raise ValueError("staleness must hold at least one value")
+        raise ConfigError("staleness", "staleness must hold at least one value")
     counts = np.bincount(s.ravel(), minlength=0 if max_staleness is None else max_staleness + 1)
     return counts / counts.sum()
 
@@ -169,10 +117,14 @@ def staleness_moments(
     u = np.asarray(update)
     st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.shape != st.shape or u.ndim != 1 or u.size == 0:
-        raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
+        raise ConfigError(
+            "staleness", "update/staleness must be 1-D arrays of the same non-zero length"
+        )
     big = int(st.max()) if max_staleness is None else int(max_staleness)
     if big < st.max():
-        raise ValueError(f"max_staleness: {big} is below the largest staleness {st.max()}")
+        raise ConfigError(
+            "max_staleness", f"max_staleness: {big} is below the largest staleness {st.max()}"
+        )
     _, inv = np.unique(u, return_inverse=True)
     counts = np.zeros((inv.max() + 1, big + 1))
     np.add.at(counts, (inv, st.astype(np.int64)), 1.0)
@@ -214,8 +166,8 @@ def staleness_threshold_ms(
     mean: object, second: object, tol: float = 1e-9, grid: int = 32, method: str = "gramian"
 ) -> float:
     """Largest eta*h for which the random-staleness recursion is mean-square stable, given the
-    profile moments E[w] (``mean``, over staleness 0..S) and E[w w^T] (``second``); see the
-    module docstring and :func:`staleness_moments`.
+    profile moments E[w] (``mean``, over staleness 0..S) and E[w w^T] (``second``); see
+    :func:`staleness_moments` and docs/theory.md#random-staleness-mean-square-derived-here.
 
     ``method="gramian"`` (default): the exact criterion rho(A_m) < 1 and a^2 <Sigma, G> < 1
     (module docstring), one Stein solve, O(S^3), per trial a. ``method="dense"``: spectral
@@ -227,9 +179,9 @@ def staleness_threshold_ms(
     q = _check_probs(mean)
     q2 = np.asarray(second, dtype=float)
     if q2.shape != (q.size, q.size):
-        raise ValueError(f"second must have shape {(q.size, q.size)}, got {q2.shape}")
+        raise ConfigError("second", f"second must have shape {(q.size, q.size)}, got {q2.shape}")
     if not np.isclose(q2.sum(), 1.0, atol=1e-9) or np.any(q2 < -1e-15):
-        raise ValueError("second must be a second-moment matrix of probability vectors")
+        raise ConfigError("second", "second must be a second-moment matrix of probability vectors")
     if method == "gramian":
 
         def one(x: float) -> float:
@@ -237,16 +189,17 @@ def staleness_threshold_ms(
 
     elif method == "dense":
         if q.size**2 > _DENSE_MAX:
-            raise ValueError(
+            raise ConfigError(
+                "method",
                 f"method: 'dense' needs (S+1)^2 <= {_DENSE_MAX}, got {q.size**2}; "
-                "use method='gramian'"
+                "use method='gramian'",
             )
 
         def one(x: float) -> float:
             return float(np.abs(np.linalg.eigvals(_ms_operator(q, q2, x))).max())
 
     else:
-        raise ValueError(f"method must be 'gramian' or 'dense', got {method!r}")
+        raise ConfigError("method", f"method must be 'gramian' or 'dense', got {method!r}")
 
     def radius(a: np.ndarray) -> np.ndarray:
         return np.array([one(float(x)) for x in np.atleast_1d(a)])
@@ -262,15 +215,19 @@ def _schedule_arrays(
     u = check_array("update", update, low=0, integer=True).astype(np.int64)
     st = check_array("staleness", staleness, low=0, integer=True).astype(np.int64)
     if u.ndim != 1 or u.shape != st.shape or u.size == 0:
-        raise ValueError("update/staleness must be 1-D arrays of the same non-zero length")
+        raise ConfigError(
+            "staleness", "update/staleness must be 1-D arrays of the same non-zero length"
+        )
     if np.any(st > u):
-        raise ValueError("staleness must be <= update (a gradient's version is >= 0)")
+        raise ConfigError("staleness", "staleness must be <= update (a gradient's version is >= 0)")
     if weights is None:
         w = np.ones(u.size)
     else:
         w = check_array("weights", weights, low=0)
         if w.shape != u.shape:
-            raise ValueError(f"weights must have the shape of update {u.shape}, got {w.shape}")
+            raise ConfigError(
+                "weights", f"weights must have the shape of update {u.shape}, got {w.shape}"
+            )
     horizon = check_int("horizon", int(u.max()) + 1 if horizon is None else horizon)
     keep = u < horizon
     u, st, w = u[keep], st[keep], w[keep]
@@ -349,7 +306,7 @@ def schedule_threshold(
     grid: int = 64,
 ) -> float:
     """Largest a = eta*h for which the noiseless recursion along a *realised* staleness sequence
-    does not grow (module docstring, "Realised schedule")::
+    does not grow (docs/theory.md#along-a-realised-schedule-derived-here)::
 
         x_{u+1} = x_u - a (1/|G_u|) sum_{g in G_u} weights_g x_{u - s_g},   x_0 = 1,
 

@@ -13,7 +13,8 @@ first-order approximations of E[X_(n:n)]:
   E[max] ~ omega - (omega - F^{-1}(1 - 1/n)) Gamma(1 + 1/beta).
 
 :func:`extreme_value_table` puts the approximation beside the exact value from
-``toolkit.theory.order_stats`` so that its error is reported, not hidden.
+``toolkit.theory.order_stats`` so that its error is reported, not hidden
+(docs/theory.md#extreme-value-asymptotics).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from toolkit.checks import check_array, check_positive
+from toolkit.checks import ConfigError, check_array, check_positive
 from toolkit.models.dists import check_step_dist, dist_params
 from toolkit.models.empirical import Empirical
 from toolkit.theory.order_stats import expected_max as _expected_max
@@ -59,9 +60,10 @@ _FRECHET_ALPHA = {
 def _check_dist(dist: Any) -> None:
     check_step_dist(dist)
     if isinstance(dist, Empirical):
-        raise ValueError(
+        raise ConfigError(
+            "dist",
             "dist: extreme-value asymptotics need a continuous distribution; for an Empirical "
-            "trace use toolkit.theory.expected_max, which is exact"
+            "trace use toolkit.theory.expected_max, which is exact",
         )
 
 
@@ -89,15 +91,16 @@ def tail_exponent(dist: Any, domain: Domain | None = None) -> float:
         rule = _FRECHET_ALPHA.get(dist.dist.name)
         alpha = None if rule is None else rule(dist_params(dist))
         if alpha is None:
-            raise ValueError(
+            raise ConfigError(
+                "dist",
                 f"dist: tail index unknown for scipy.stats.{dist.dist.name}; "
-                "pass tail_index= (alpha)"
+                "pass tail_index= (alpha)",
             )
         return float(alpha)
     if domain == "weibull":
         omega = float(dist.support()[1])
         if not math.isfinite(omega):
-            raise ValueError("domain: 'weibull' needs a support bounded above")
+            raise ConfigError("domain", "domain: 'weibull' needs a support bounded above")
         span = omega - float(dist.median())
         y1, y2 = 1e-5 * span, 1e-6 * span
         return float(
@@ -111,7 +114,7 @@ def _domain(dist: Any, domain: str | None) -> Domain:
     if domain is None:
         return extreme_value_domain(dist)
     if domain not in DOMAINS:
-        raise ValueError(f"domain must be one of {DOMAINS} or None, got {domain!r}")
+        raise ConfigError("domain", f"domain must be one of {DOMAINS} or None, got {domain!r}")
     return domain  # type: ignore[return-value]
 
 
@@ -158,7 +161,7 @@ def extreme_value_table(
     approximation (:func:`expected_max_asymptotic`) and |asymptotic - exact| / |exact|."""
     ns = np.asarray(ns)
     if ns.ndim != 1 or ns.size == 0:
-        raise ValueError(f"ns must be a non-empty 1-d list of sample sizes, got {ns!r}")
+        raise ConfigError("ns", f"ns must be a non-empty 1-d list of sample sizes, got {ns!r}")
     domain = _domain(dist, domain)
     exact = np.asarray(_expected_max(dist, ns), dtype=float)
     approx = np.asarray(expected_max_asymptotic(dist, ns, domain, tail_index), dtype=float)

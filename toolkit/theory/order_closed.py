@@ -1,6 +1,6 @@
 """Closed forms of the order statistics of the exponential, uniform and Pareto laws (any loc and
 scale; David & Nagaraja, *Order Statistics*, 3rd ed., 2003, sections 2.5 and 3.1); the formulas
-are in :mod:`toolkit.theory.order_stats` and re-derived with sympy in
+are in docs/theory.md#order-statistics and re-derived with sympy in
 :mod:`toolkit.theory.order_derive`."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Order statistics of any step-time law by quadrature of the quantile function, and of an
 Empirical trace by its exact finite sum; both integrate the Beta(k, n - k + 1) density in
-z = logit(u) (see :mod:`toolkit.theory.order_stats` for the method and its accuracy)."""
+z = logit(u) (the method and its accuracy: docs/theory.md#order-statistics)."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def _adaptive(dist, a, c, center):
 
 
 def quadrature_moments(dist: Any, k: np.ndarray, n: np.ndarray, want_var: bool):
-    """(mean, variance or None) of X_(k:n) by the quantile quadrature (module docstring)."""
+    """(mean, variance or None) of X_(k:n) by the quantile quadrature (docs/theory.md)."""
     a, c = k.astype(float), n - k + 1.0
     mean = _adaptive(dist, a, c, None)
     return mean, (_adaptive(dist, a, c, mean) if want_var else None)

@@ -4,7 +4,8 @@ Each worker "thinks" for Z (its compute plus the latencies that do not hold the 
 the link for s; beyond about n* = (Z + s) / s workers the link is the bottleneck. The clock's
 link has a deterministic service time (:func:`toolkit.cluster.asynchronous.fifo_link`), and
 ``toolkit.theory.step_time`` estimates it by running the clock; here are the exponential-service
-model of the same network (:func:`mva`) and the bounds that hold for any service law.
+model of the same network (:func:`mva`) and the bounds that hold for any service law
+(docs/theory.md#the-parameter-servers-link).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_array, check_int, check_positive
+from toolkit.checks import ConfigError, check_array, check_int, check_positive
 from toolkit.limits import check_memory
 
 __all__ = ["mva", "ps_bounds", "saturation_point"]
@@ -26,16 +27,12 @@ def mva(n: int, think: float, service: float) -> pd.DataFrame:
 
         R(k) = s (1 + Q(k-1)),   X(k) = k / (Z + R(k)),   Q(k) = X(k) R(k),   Q(0) = 0.
 
-    This is the *exponential-service* model: exact when the service time is exponential (with
-    exponential think times, and in fact with any think-time law, since the think station is an
-    infinite-server station, insensitive in a BCMP product-form network: Baskett, Chandy, Muntz,
-    Palacios, J. ACM 22(2), 1975). The clock's server link (``fifo_link`` in
-    ``toolkit.cluster.asynchronous``) has a *deterministic* service s, which queues less: MVA
-    then under-predicts the throughput, i.e. over-estimates the step time, most near the knee
-    n* = (Z + s) / s (measured: +6% for exponential, +10% for uniform and +24% for constant think
-    times at n = n* = 6, Z = 1, s = 0.2) and agrees only in the two asymptotes n / (Z + s)
-    (n << n*) and 1 / s (n >> n*). So :func:`~toolkit.theory.step_time.step_time_estimate` does
-    not use it: it runs the clock.
+    This is the *exponential-service* model, exact for exponential service with any think-time
+    law (the think station is insensitive in a BCMP product-form network: Baskett, Chandy, Muntz,
+    Palacios, J. ACM 22(2), 1975). The clock's link has a *deterministic* service s, which queues
+    less: MVA over-estimates its step time near the knee n* = (Z + s) / s (by 6 % to 24 % at
+    n = n*, measured in docs/theory.md#the-parameter-servers-link), so
+    :func:`~toolkit.theory.step_time.step_time_estimate` runs the clock instead.
 
     Returns a DataFrame over k = 1..n with columns ``n``, ``throughput`` X, ``residence`` R
     (waiting + service at the server), ``queue`` Q, ``utilization`` X s, and the asymptotic bounds
@@ -72,7 +69,7 @@ def _check_queue(think: float, service: float) -> tuple[float, float]:
     think = check_positive("think", think, allow_zero=True)
     service = check_positive("service", service, allow_zero=True)
     if think + service <= 0:
-        raise ValueError("think, service: think + service must be > 0")
+        raise ConfigError("service", "think, service: think + service must be > 0")
     return think, service
 
 

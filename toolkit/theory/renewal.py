@@ -1,6 +1,6 @@
 """Sums of step times and superposed renewal processes: the gamma family, whose j-fold sums stay
 in the family, and K-batch-sync's k-th event among n workers that restart on every finish
-(Dutta et al., AISTATS 2018, Sec. 4.1)."""
+(Dutta et al., AISTATS 2018, Sec. 4.1; docs/theory.md#k-batch-sync-superposed-renewal-processes)."""
 
 from __future__ import annotations
 

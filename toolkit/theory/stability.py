@@ -22,43 +22,21 @@ and ``momentum``. ``alpha`` rather than rho is the argument because EASGD(n, tau
 while the learning rate varies; pass ``alpha=eta * rho`` to fix rho instead. The sympy
 derivations use the symbols ``eta_h`` (= eta h), ``alpha``, ``delta``, ``p``.
 
-Synchronous EASGD (Sec. 3, Eqs. (5)-(6); the centre uses the old x_i, as the paper states)::
+Functions by map (one-line formulas; the derivations, the paper's example and the checks are in
+docs/theory.md#easgd-eamsgd-and-round-robin-admm):
 
-    x_i <- x_i - eta h x_i - alpha (x_i - c),    c <- c + alpha sum_i (x_i - c)
-
-By permutation symmetry the map splits into the mean mode (y = mean_i x_i, c), the 2x2 block
-``[[1 - eta h - alpha, alpha], [p alpha, 1 - p alpha]]``, and p - 1 difference modes
-``1 - eta h - alpha``. Stable iff (the paper's supplement, Lemma 7.1 and Eq. (17), checked here
-against the eigenvalues of the full (p+1) x (p+1) matrices with sympy)::
-
-    eta h > 0,  0 < p alpha < 2,  (2 - eta h)(2 - p alpha) > 2 alpha
-
-(Eq. (17)'s second condition (2 - eta h) + (2 - p alpha) > alpha and the difference modes follow
-from these). EAMSGD (Algorithm 2): the gradient at the look-ahead x_i + delta v_i and the elastic
-move from the same pre-update x_i::
-
-    v_i <- delta v_i - eta h (x_i + delta v_i),   x_i <- x_i + v_i - alpha (x_i - c)
-
-Round-robin EASGD (Sec. 4, Eqs. (12)-(13)): at step t only worker l = t mod p meets the centre,
-x_l <- x_l - eta h x_l - alpha (x_l - c), c <- c + alpha (x_l - c), both from the old values. One
-round is F_p ... F_1; the ``*_round_robin_*`` functions return its spectral radius
-(``per_step=True``: the p-th root). Each F_l is symmetric in (x_l, c), so if its 2x2 block has
-eigenvalues in (-1, 1) the round contracts; this is the paper's condition (Sec. 4)::
-
-    0 < eta h < 2   and   0 < alpha < (4 - 2 eta h) / (4 - eta h)
-
-It is exact for odd p and only sufficient for even p, where the stable region is larger
-(tests/test_stability.py scans both parities; for p = 1 the round is F_1 itself).
-
-Round-robin ADMM (Sec. 4, Eqs. (9)-(11), linearised with a 1/(2 eta) proximal term, lambda
-scaled by 1/rho): at step t, worker l = t mod p does
-``lambda_l <- lambda_l - (x_l - c)``, ``x_l <- (x_l - eta h x_l + alpha (lambda_l + c)) /
-(1 + alpha)``, and then ``c <- mean_i (x_i - lambda_i)``; state (lambda_1..lambda_p, x_1..x_p, c).
-The paper's example (Fig. 1: p = 3, h = 1, eta = 0.001, rho = 2.5) has ADMM's round radius above
-1 while round-robin EASGD with alpha = eta rho stays below 1.
-
-Centre variance (supplement, Lemma 7.1, Eq. (16), limit t -> infinity; checked here by the
-discrete Lyapunov equation and by Monte Carlo): :func:`easgd_center_variance`.
+* synchronous EASGD (Sec. 3, Eqs. (5)-(6)): x_i <- x_i - eta h x_i - alpha (x_i - c),
+  c <- c + alpha sum_i (x_i - c); stable iff eta h > 0, 0 < p alpha < 2 and
+  (2 - eta h)(2 - p alpha) > 2 alpha (supplement, Lemma 7.1 and Eq. (17)): ``easgd_*``;
+* EAMSGD (Sec. 3.2, Algorithm 2): v_i <- delta v_i - eta h (x_i + delta v_i),
+  x_i <- x_i + v_i - alpha (x_i - c): ``momentum`` > 0;
+* round-robin EASGD (Sec. 4, Eqs. (12)-(13)), one worker l = t mod p meets the centre per step;
+  the paper's condition 0 < eta h < 2, 0 < alpha < (4 - 2 eta h) / (4 - eta h) (exact for odd
+  p, only sufficient for even p): ``easgd_round_robin_*``;
+* round-robin ADMM (Sec. 4, Eqs. (9)-(11), linearised with a 1/(2 eta) proximal term, lambda
+  scaled by 1/rho), state (lambda_1..lambda_p, x_1..x_p, c): ``admm_round_robin_*``;
+* the centre's stationary variance (supplement, Lemma 7.1, Eq. (16), t -> infinity; derived here
+  from the discrete Lyapunov equation of the mean mode): :func:`easgd_center_variance`.
 """
 
 from __future__ import annotations
@@ -68,7 +46,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.checks import check_array, check_int, check_positive
+from toolkit.checks import ConfigError, check_array, check_int, check_positive
 from toolkit.theory.search import first_crossing
 
 if TYPE_CHECKING:  # sympy is imported lazily so that `import toolkit.theory` stays fast
@@ -113,7 +91,7 @@ def _eta_h(eta: object, h: float) -> np.ndarray:
 def _momentum(value: object) -> np.ndarray:
     arr = check_array("momentum", value, low=0)
     if np.any(arr >= 1):
-        raise ValueError(f"momentum must lie in [0, 1), got {value!r}")
+        raise ConfigError("momentum", f"momentum must lie in [0, 1), got {value!r}")
     return arr
 
 
@@ -188,7 +166,8 @@ def easgd_round_robin_symbolic(*, p: int) -> sp.Matrix:
 
 def admm_round_robin_symbolic(*, p: int) -> sp.Matrix:
     """One round of round-robin ADMM in symbols ``eta_h``, ``alpha`` (= eta rho); state
-    (lambda_1..lambda_p, x_1..x_p, c). See the module docstring for the update."""
+    (lambda_1..lambda_p, x_1..x_p, c). The update is in
+    docs/theory.md#easgd-eamsgd-and-round-robin-admm."""
     import sympy as sp
 
     S = symbols()
@@ -231,9 +210,9 @@ def easgd_center_variance_symbolic() -> sp.Expr:
 def easgd_center_variance(
     *, eta: object, alpha: object, p: int, h: float = 1.0, sigma2: float = 1.0
 ) -> np.ndarray:
-    """Asymptotic variance of the centre of synchronous EASGD (module docstring), with
-    a = eta h and beta = p alpha (:func:`easgd_center_variance_symbolic`; the paper's Eq. (16) as
-    t -> infinity)::
+    """Asymptotic variance of the centre of synchronous EASGD, with a = eta h and
+    beta = p alpha (:func:`easgd_center_variance_symbolic`; the paper's Eq. (16) as
+    t -> infinity; derived in docs/theory.md, "Centre variance")::
 
         Var(c) = beta eta sigma2 / (p h) (2 - a - beta - alpha + a beta)
                  / ((a + beta + alpha - a beta) ((2 - a)(2 - beta) - 2 alpha))
@@ -301,7 +280,7 @@ def easgd_spectral_radius(
 ) -> np.ndarray:
     """Spectral radius of synchronous EASGD (EAMSGD when ``momentum`` > 0) on f = h x^2 / 2,
     vectorised over eta, alpha and momentum; stable iff < 1. Closed form of the reduced blocks
-    (module docstring): no loop over points."""
+    (mean and difference modes, docs/theory.md): no loop over points."""
     mean, diff = easgd_sync_eigenvalues(eta=eta, alpha=alpha, p=p, h=h, momentum=momentum)
     r = np.abs(mean).max(axis=-1)
     if diff.shape[-1]:
@@ -333,7 +312,7 @@ def easgd_max_eta(*, alpha: float, p: int, h: float = 1.0, momentum: float = 0.0
 
 
 def easgd_stable_region(*, eta: object, alpha: object, p: int, h: float = 1.0) -> np.ndarray:
-    """Exact stability region of synchronous EASGD (module docstring)::
+    """Exact stability region of synchronous EASGD (the paper's supplement, Lemma 7.1, Eq. (17))::
 
     eta h > 0,  0 < p alpha < 2,  (2 - eta h)(2 - p alpha) > 2 alpha."""
     p = check_int("p", p, 1)

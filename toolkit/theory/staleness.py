@@ -11,7 +11,7 @@ checked.
   number of workers is bounded by sqrt K. The theorem's exact constants could not be read; the
   two functions built on them (:func:`lian_stepsize_bound`, :func:`lian_max_staleness`) follow
   the usual form of that condition, are checked only for their algebra, and say so.
-* :func:`delayed_lr_necessary` is derived here (toolkit.theory.delay).
+* :func:`delayed_lr_necessary` is derived here (docs/theory.md#fixed-delay-derived-here).
 """
 
 from __future__ import annotations

@@ -4,45 +4,28 @@ One code path per *rule* (:class:`toolkit.schemes.Rule`), never per scheme class
 quorum, m the machines, X the i.i.d. step time (mean mu) and c the synchronous exchange
 (:func:`~toolkit.models.comm.exchange_cost`):
 
-* barrier, no repeat, delay 0 (Sync, Backup): ``E[X_(q:m)] + c`` (order statistics,
-  :mod:`toolkit.theory.order_stats`); Sync(n) gives E[max of n], Backup(n, b) E[X_(n:n+b)];
-  exponential: loc + scale (H_m - H_{m-q}).
-* barrier, delay d >= 1 (Delayed): worker w starts step t once it finished step t - 1 and update
-  t - d - 1 is applied; the long-run period of the clock's recursion
-  (:func:`toolkit.cluster.barrier.delayed_updates`) by seeded Monte Carlo over independent
-  clusters. It lies between max(mu, c) and the Sync value, is strictly below Sync for
-  non-constant step times even without comm, and equals max(X, c) for constant times X.
-* barrier and repeat (KBatchSync): :func:`~toolkit.theory.renewal.kbatch_sync_time` + c.
-* no barrier, quorum 1 or repeat (Async, KBatchAsync): renewal reward, n i.i.d. renewal workers
-  deliver n / mu gradients per unit time, so ``q mu / n`` per update (Dutta et al., AISTATS 2018,
-  Lemma 4), plus the push + pull latency ``(mu + m) q / n`` with a comm model. When the comm model
-  has a shared server link (``server_time`` s > 0) the link is a closed FIFO queue with a fixed
-  service s: the clock runs it (:func:`~toolkit.theory.estimate.clock_estimate`). The result lies
-  within the operational bounds max(s, (Z + s) / n) <= step / q <= (Z + n s) / n
-  (:func:`~toolkit.theory.queueing.ps_bounds`, Z the mean think time) and equals
-  max(s, (Z + s) / n) for constant step times; :func:`~toolkit.theory.queueing.mva`, which
-  assumes exponential service, over-estimates it near the knee. A ring all-reduce has no server:
-  ValueError.
-* no barrier, no repeat, q > 1 (KAsync, Dutta et al.'s K-async): exponential step times
-  (loc = 0) give exactly ``E[X_(q:m)] + c`` per update (memoryless workers still computing are
-  as good as fresh; Dutta et al., Supp. 7.3.1), q = m is Sync; otherwise the clock's Monte
-  Carlo. For new-longer-than-used laws ``E[X_(q:m)] + c`` is an upper bound (Lemma 5;
-  :func:`kasync_bound`).
-* period tau > 0 and barrier (EASGD sync, LocalSGD, DiLoCo): ``(E[max_i S_i] + c) / tau`` per
-  local step, S_i a sum of tau step times (gamma for expon/gamma: exact; Monte Carlo otherwise).
-* period tau > 0, no barrier (asynchronous EASGD): each worker cycles through tau local steps and
-  one push + pull, ``mu + m / tau`` per local step (renewal); with a shared server link the clock's
-  Monte Carlo, n / tau times the mean time between exchanges.
+* barrier, delay 0 (Sync, Backup): E[X_(q:m)] + c (:mod:`toolkit.theory.order_stats`);
+* barrier, delay d >= 1 (Delayed): the long-run period of the clock's recursion, Monte Carlo;
+* barrier and repeat (KBatchSync): :func:`~toolkit.theory.renewal.kbatch_sync_time` + c;
+* no barrier, quorum 1 or repeat (Async, KBatchAsync): q mu / n, renewal reward (Dutta et al.,
+  AISTATS 2018, Lemma 4), plus the push + pull latency; the clock's Monte Carlo for a shared
+  server link;
+* KAsync: E[X_(q:m)] + c for exponential step times with loc = 0 (Dutta et al., Supp. 7.3.1),
+  an upper bound for new-longer-than-used laws (Lemma 5, :func:`kasync_bound`), else the
+  clock's Monte Carlo;
+* period tau (EASGD, LocalSGD, DiLoCo): (E[max_i S_i] + c) / tau per local step, S_i a sum of
+  tau step times, when synchronous; mu + (push + pull time) / tau (renewal) when asynchronous.
 
 Where no closed form exists the method is seeded Monte Carlo and :func:`step_time_estimate`
-returns its standard error; same seed, same numbers.
+returns its standard error; same seed, same numbers. The derivations and bounds per rule:
+docs/theory.md#step-time-per-rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.cluster.barrier import delayed_updates
 from toolkit.limits import check_memory
 from toolkit.models.comm import CommModel, exchange_cost
@@ -67,13 +50,15 @@ _CHUNK = 2_000_000  # random draws per Monte Carlo chunk (memory bound)
 def _rule(scheme: Scheme) -> Rule:
     rule = getattr(scheme, "rule", None)
     if not isinstance(rule, Rule):
-        raise ValueError(f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
+        raise ConfigError("scheme", f"scheme: expected a toolkit.schemes scheme, got {scheme!r}")
     return rule
 
 
 def _check_comm(comm: object) -> None:
     if comm is not None and not isinstance(comm, CommModel):
-        raise ValueError(f"comm: expected a toolkit.models.comm model or None, got {comm!r}")
+        raise ConfigError(
+            "comm", f"comm: expected a toolkit.models.comm model or None, got {comm!r}"
+        )
 
 
 def _memoryless(dist: object) -> bool:
@@ -182,8 +167,8 @@ def step_time_estimate(
     """Expected wall-clock time per parameter update of ``scheme`` (per local step for replica
     schemes) when each worker's step time is i.i.d. ``compute`` (a frozen scipy.stats
     distribution or ``toolkit.models.Empirical``), with an optional communication model. The
-    module docstring gives the formula and method per rule; ``samples`` and ``seed`` only matter
-    where ``method == "monte-carlo"``."""
+    module docstring gives the formula and method per rule (derived in docs/theory.md); ``samples``
+    and ``seed`` only matter where ``method == "monte-carlo"``."""
     rule = _rule(scheme)
     check_step_dist(compute, "compute")
     _check_comm(comm)

@@ -10,7 +10,7 @@ Their exponential closed forms (Sec. 4.1, Lemma 4, Supp. 7.3.1) are the tests' o
 Error floors with a fixed learning rate (Sec. 4): Lemma 2 for K-sync and Theorem 3 for K-async,
 for F L-smooth and c-strongly convex (2c (F(w) - F*) <= ||grad F(w)||^2) and unbiased mini-batch
 gradients of size m with E||g - grad F||^2 <= sigma^2 / m + (M_G / m) ||grad F||^2 (eqs. (5)-(8)).
-:func:`tradeoff` tabulates runtime and error floor over K.
+:func:`tradeoff` tabulates runtime and error floor over K (docs/theory.md#error-runtime-trade-off).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import check_choice, check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_choice, check_int, check_interval, check_positive
 from toolkit.models.comm import CommModel
 from toolkit.schemes import Backup, KAsync, KBatchAsync, KBatchSync, Scheme
 from toolkit.theory.step_time import StepTime, step_time_estimate
@@ -88,13 +88,15 @@ def ksync_error_floor(
     sigma2 = check_positive("sigma2", sigma2, allow_zero=True)
     k, m = check_int("k", k, 1), check_int("m", m, 1)
     if not eta * convexity <= 1.0:
-        raise ValueError(
-            f"eta * convexity must be <= 1 for the bound to contract, got {eta * convexity}"
+        raise ConfigError(
+            "eta", f"eta * convexity must be <= 1 for the bound to contract, got {eta * convexity}"
         )
     if m_g is not None:
         limit = 1.0 / (2.0 * lipschitz * (check_positive("m_g", m_g, True) / (k * m) + 1.0))
         if eta > limit:
-            raise ValueError(f"eta: Lemma 2 needs eta <= 1 / (2 L (M_G / (K m) + 1)) = {limit:g}")
+            raise ConfigError(
+                "eta", f"eta: Lemma 2 needs eta <= 1 / (2 L (M_G / (K m) + 1)) = {limit:g}"
+            )
     return eta * lipschitz * sigma2 / (2.0 * convexity * k * m)
 
 
@@ -117,7 +119,7 @@ def kasync_error_floor(
     p0 = check_interval("p0", p0, 0.0, 1.0)
     gp = 1.0 - gamma + p0 / 2.0
     if gp <= 0:
-        raise ValueError(f"gamma, p0: gamma' = 1 - gamma + p0/2 must be > 0, got {gp}")
+        raise ConfigError("gamma", f"gamma, p0: gamma' = 1 - gamma + p0/2 must be > 0, got {gp}")
     return ksync_error_floor(eta, lipschitz, convexity, sigma2, k, m) / gp
 
 
@@ -129,10 +131,12 @@ def error_bound(
     error bound against wall-clock time t, as in Dutta et al.'s figures."""
     j = np.asarray(iterations, dtype=float)
     if np.any(j < 0):
-        raise ValueError("iterations must be >= 0")
+        raise ConfigError("iterations", "iterations must be >= 0")
     contraction = 1.0 - float(eta) * float(rate) * float(convexity)
     if not 0.0 <= contraction < 1.0:
-        raise ValueError(f"1 - eta * rate * convexity must lie in [0, 1), got {contraction}")
+        raise ConfigError(
+            "eta", f"1 - eta * rate * convexity must lie in [0, 1), got {contraction}"
+        )
     out = floor + contraction**j * (float(gap0) - floor)
     return float(out) if out.ndim == 0 else out
 

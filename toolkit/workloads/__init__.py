@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from toolkit.checks import ConfigError
 from toolkit.workloads.base import Workload, seeded_model
 from toolkit.workloads.charlm import charlm
 from toolkit.workloads.cifar import cifar10_resnet
@@ -63,7 +64,9 @@ WORKLOADS: dict[str, WorkloadFactory] = {
 def get_workload(name: str, **kwargs) -> Workload:
     """Build the workload registered as ``name`` with keyword arguments ``kwargs``."""
     if name not in WORKLOADS:
-        raise ValueError(f"name: unknown workload {name!r}; valid: {', '.join(sorted(WORKLOADS))}")
+        raise ConfigError(
+            "name", f"name: unknown workload {name!r}; valid: {', '.join(sorted(WORKLOADS))}"
+        )
     workload = WORKLOADS[name](**kwargs)
     if not isinstance(workload, Workload):
         kind = type(workload).__name__
@@ -77,9 +80,11 @@ def register_workload(name: str, factory: WorkloadFactory, *, overwrite: bool = 
     Re-registering an existing name raises ValueError unless ``overwrite=True``.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+        raise ConfigError("name", f"name must be a non-empty string, got {name!r}")
     if not callable(factory):
-        raise ValueError(f"factory must be callable, got {factory!r}")
+        raise ConfigError("factory", f"factory must be callable, got {factory!r}")
     if name in WORKLOADS and not overwrite:
-        raise ValueError(f"name: workload {name!r} is already registered (pass overwrite=True)")
+        raise ConfigError(
+            "name", f"name: workload {name!r} is already registered (pass overwrite=True)"
+        )
     WORKLOADS[name] = factory

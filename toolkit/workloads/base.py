@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 
 __all__ = ["Workload", "evaluate_split", "seeded_model"]
 
@@ -61,12 +61,14 @@ class Workload:
 
     def __post_init__(self) -> None:
         if len(self.x_train) != len(self.y_train):
-            raise ValueError(
-                f"x_train/y_train: lengths differ ({len(self.x_train)} vs {len(self.y_train)})"
+            raise ConfigError(
+                "x_train",
+                f"x_train/y_train: lengths differ ({len(self.x_train)} vs {len(self.y_train)})",
             )
         if len(self.x_test) != len(self.y_test):
-            raise ValueError(
-                f"x_test/y_test: lengths differ ({len(self.x_test)} vs {len(self.y_test)})"
+            raise ConfigError(
+                "x_test",
+                f"x_test/y_test: lengths differ ({len(self.x_test)} vs {len(self.y_test)})",
             )
         check_int("batch_size", self.batch_size)
         check_positive("lr", self.lr)
@@ -92,7 +94,7 @@ class Workload:
         built in that dtype (integer targets stay as they are)."""
         want = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
         if want is None:
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+            raise ConfigError("dtype", f"dtype must be float32 or float64, got {dtype!r}")
         if self.x_train.dtype == want:
             return self
 
@@ -143,7 +145,7 @@ def evaluate_split(
     ``functional_call`` at a flat parameter vector.
     """
     if len(x) == 0:
-        raise ValueError("x: the evaluation split is empty")
+        raise ConfigError("x", "x: the evaluation split is empty")
     total, correct, count, targets = 0.0, 0, 0, 0
     for i in range(0, len(x), batch):
         xb, yb = x[i : i + batch], y[i : i + batch]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["CharTransformer", "charlm", "sequence_cross_entropy"]
@@ -72,7 +72,9 @@ class CharTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if d_model % n_head:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
+            raise ConfigError(
+                "d_model", f"d_model ({d_model}) must be divisible by n_head ({n_head})"
+            )
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(context, d_model)
         self.blocks = nn.Sequential(*(Block(d_model, n_head, context) for _ in range(n_layer)))
@@ -94,7 +96,9 @@ def _windows(ids: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]
     """Non-overlapping windows: x = ids[i : i + T], y = ids[i + 1 : i + T + 1], i = 0, T, 2T..."""
     n = (len(ids) - 1) // context
     if n < 1:
-        raise ValueError(f"context: text split too short ({len(ids)} chars) for context {context}")
+        raise ConfigError(
+            "context", f"context: text split too short ({len(ids)} chars) for context {context}"
+        )
     x = ids[: n * context].reshape(n, context)
     y = ids[1 : n * context + 1].reshape(n, context)
     return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
@@ -124,13 +128,15 @@ def charlm(
     for name, value in [("d_model", d_model), ("n_head", n_head), ("n_layer", n_layer)]:
         check_int(name, value)
     if d_model % n_head:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
+        raise ConfigError("d_model", f"d_model ({d_model}) must be divisible by n_head ({n_head})")
     if n_train is not None:
         n_train = check_int("n_train", n_train)
     if n_test is not None:
         n_test = check_int("n_test", n_test)
     if synthetic and path is not None:
-        raise ValueError("path: give either path= (a text file) or synthetic=True, not both")
+        raise ConfigError(
+            "path", "path: give either path= (a text file) or synthetic=True, not both"
+        )
     if synthetic:
         vocab_size = check_int("vocab_size", vocab_size)
         gen = torch.Generator().manual_seed(data_seed)
@@ -150,15 +156,18 @@ def charlm(
         }
     else:
         if path is None:
-            raise ValueError(
+            raise ConfigError(
+                "path",
                 "path: charlm needs a UTF-8 text file (e.g. Tiny Shakespeare's input.txt), "
-                "or synthetic=True"
+                "or synthetic=True",
             )
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"path: text file not found: {file}")
         if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+            raise ConfigError(
+                "test_fraction", f"test_fraction must be in (0, 1), got {test_fraction}"
+            )
         text = file.read_text(encoding="utf-8")
         vocab = "".join(sorted(set(text)))
         lookup = {c: i for i, c in enumerate(vocab)}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["ResNet18", "cifar10_resnet", "load_cifar10"]
@@ -131,7 +131,9 @@ def cifar10_resnet(
     if n_test is not None:
         n_test = check_int("n_test", n_test)
     if synthetic and root is not None:
-        raise ValueError("root: give either root= (real CIFAR-10) or synthetic=True, not both")
+        raise ConfigError(
+            "root", "root: give either root= (real CIFAR-10) or synthetic=True, not both"
+        )
     if synthetic:
         gen = torch.Generator().manual_seed(data_seed)
         n_train, n_test = n_train or 256, n_test or 64
@@ -147,7 +149,9 @@ def cifar10_resnet(
         }
     else:
         if root is None:
-            raise ValueError(f"root: CIFAR-10 needs data; {HOW_TO_GET} (or synthetic=True)")
+            raise ConfigError(
+                "root", f"root: CIFAR-10 needs data; {HOW_TO_GET} (or synthetic=True)"
+            )
         xtr, ytr, xte, yte = load_cifar10(root)
         xtr, ytr = xtr[:n_train], ytr[:n_train]
         xte, yte = xte[:n_test], yte[:n_test]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checks import check_int
+from toolkit.checks import ConfigError, check_int
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["DigitsCNN", "digits_cnn"]
@@ -51,7 +51,7 @@ def digits_cnn(
 
     batch_size = check_int("batch_size", batch_size)
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ConfigError("test_fraction", f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     order = np.random.default_rng(data_seed).permutation(len(y))
@@ -60,7 +60,9 @@ def digits_cnn(
     if n_train is not None:
         n_train = check_int("n_train", n_train)
         if n_train > len(train):
-            raise ValueError(f"n_train must be <= {len(train)} (available), got {n_train}")
+            raise ConfigError(
+                "n_train", f"n_train must be <= {len(train)} (available), got {n_train}"
+            )
         train = train[:n_train]
     return Workload(
         name="digits_cnn",

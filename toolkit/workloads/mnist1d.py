@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checks import check_int, check_positive
+from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.files import atomic_write
 from toolkit.workloads.base import Workload, seeded_model
 
@@ -206,7 +206,7 @@ def _build(kind: str) -> nn.Module:
         return Mnist1dMLP()
     if kind == "cnn":
         return Mnist1dCNN()
-    raise ValueError(f"model must be one of 'logreg', 'mlp', 'cnn', got {kind!r}")
+    raise ConfigError("model", f"model must be one of 'logreg', 'mlp', 'cnn', got {kind!r}")
 
 
 def mnist1d_workload(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.checks import check_array, check_int, check_interval, check_positive
+from toolkit.checks import ConfigError, check_array, check_int, check_interval, check_positive
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["QuadraticModel", "quadratic"]
@@ -84,16 +84,20 @@ def quadratic(
     else:
         h = check_array("eigenvalues", eigenvalues)
         if h.shape != (d,):
-            raise ValueError(f"eigenvalues must have length d={d}, got shape {h.shape}")
+            raise ConfigError(
+                "eigenvalues", f"eigenvalues must have length d={d}, got shape {h.shape}"
+            )
         if not np.all(h > 0):
-            raise ValueError("eigenvalues must be > 0 (H must be positive definite)")
+            raise ConfigError(
+                "eigenvalues", "eigenvalues must be > 0 (H must be positive definite)"
+            )
     noise_std = check_positive("noise_std", noise_std, allow_zero=True)
     x_star = np.zeros(d) if optimum is None else np.asarray(optimum, dtype=float)
     if x_star.shape != (d,):
-        raise ValueError(f"optimum must have length d={d}, got shape {x_star.shape}")
+        raise ConfigError("optimum", f"optimum must have length d={d}, got shape {x_star.shape}")
     start = None if x0 is None else np.asarray(x0, dtype=float)
     if start is not None and start.shape != (d,):
-        raise ValueError(f"x0 must have length d={d}, got shape {start.shape}")
+        raise ConfigError("x0", f"x0 must have length d={d}, got shape {start.shape}")
     if lr is None:
         lr = 1.0 / float(h.max())
 
