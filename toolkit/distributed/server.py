@@ -151,19 +151,19 @@ class Workers:
 
 
 def _next(q: queue.Queue, timeout: float, pool: Workers):
-    """The server's next item from its queue: a push ``(src, header, tensor, arrived)`` or
-    ``("bye", rank)``; lost workers are handled (and may end the run) on the way."""
-    while True:
-        try:
-            item = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"server: no message from a worker within {timeout:g} s") from None
-        if item[0] == "error":
-            raise RuntimeError(f"server: receiving failed: {item[1]}")
-        if item[0] == "lost":
-            pool.lost(item[1] - 1)
-            continue
-        return item
+    """The server's next item from its queue: a push ``(src, header, tensor, arrived)``,
+    ``("bye", rank)`` or ``("lost", rank)``, a lost worker handled first (which may end the
+    run). A loss is returned, not waited past, so that the caller's loop sees it: the last
+    worker's loss can come after every other worker has said goodbye."""
+    try:
+        item = q.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"server: no message from a worker within {timeout:g} s") from None
+    if item[0] == "error":
+        raise RuntimeError(f"server: receiving failed: {item[1]}")
+    if item[0] == "lost":
+        pool.lost(item[1] - 1)
+    return item
 
 
 def _start_server(r, size: int, dtype: torch.dtype, pool: Workers) -> queue.Queue:
@@ -198,7 +198,7 @@ def server(r, t0: float) -> torch.Tensor:
     timeout = float(r.job["wait_timeout"])
     while agg.version < r.updates:
         item = _next(q, timeout, pool)
-        if item[0] == "bye":
+        if item[0] in ("bye", "lost"):
             continue
         src, header, g, arrived = item
         w = src - 1
@@ -336,6 +336,7 @@ def replica_server(r, t0: float) -> torch.Tensor:
         item = _next(q, timeout, pool)
         if item[0] == "bye":
             byes.add(item[1] - 1)
+        if item[0] in ("bye", "lost"):
             continue
         src, header, message, arrived = item
         w = src - 1
