@@ -25,6 +25,8 @@ from toolkit.cluster import Schedule, simulate
 from toolkit.limits import set_memory_limit
 from toolkit.replay import train
 from toolkit.schemes import EASGD, Sync
+from toolkit.theory.queueing import mva
+from toolkit.theory.renewal import kbatch_sync_time
 from toolkit.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,8 +190,22 @@ def test_ctrl_c_gives_exit_code_130_without_a_traceback():
             ],
             "n",
         ),
+        (
+            [
+                "theory",
+                "step-time",
+                "--scheme",
+                "kbatchsync",
+                "--n",
+                "1000000000",
+                "--k",
+                "1000000000",
+                *DIST,
+            ],
+            "k",
+        ),
     ],
-    ids=["sync-1e6", "updates-1e9", "kbatchsync-1e7", "theory-async-1e7"],
+    ids=["sync-1e6", "updates-1e9", "kbatchsync-1e7", "theory-async-1e7", "theory-kbatch-1e9"],
 )
 def test_too_large_is_refused_at_once_naming_the_argument(capsys, argv, name):
     start = time.perf_counter()
@@ -219,6 +235,34 @@ def test_the_memory_limit_can_be_set(monkeypatch):
     finally:
         set_memory_limit(None)
     simulate(Sync(4), st.expon(), updates=1000)
+
+
+def test_the_demo_refuses_a_cluster_too_large_before_it_writes(capsys, tmp_path):
+    """``theory demo --machines 1e9`` once grew until the kernel killed it: its K-batch-sync
+    quadrature holds a series of k = m terms (measured: at most 280 bytes each)."""
+    set_memory_limit("8GB")
+    try:
+        argv = ["theory", "demo", "--machines", "1000000000", "--out", str(tmp_path / "demo")]
+        assert main(argv) == 2
+    finally:
+        set_memory_limit(None)
+    _one_line_error(capsys, "k: the K-batch-sync quadrature", "needs about 300 GB", "8 GB")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_order_statistic_tables_are_estimated_before_they_are_allocated():
+    set_memory_limit("1GB")
+    try:
+        with pytest.raises(ValueError, match=r"^n: the MVA table of n=100000000 rows .* 12.8 GB"):
+            mva(100_000_000, 1.0, 0.1)
+        with pytest.raises(
+            ValueError,
+            match=r"^k: the K-batch-sync quadrature's series of k=100000000 terms .* 30 GB",
+        ):
+            kbatch_sync_time(100_000_000, 100_000_000, st.expon(loc=1, scale=0.5))
+    finally:
+        set_memory_limit(None)
+    assert len(mva(10, 1.0, 0.1)) == 10
 
 
 # ------------------------------------------------------------------ the API

@@ -10,16 +10,23 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats as st
 import torch
 
+from toolkit.checks import TooLargeError
 from toolkit.cluster import Schedule, simulate
-from toolkit.distributed import Aggregator, collect, path_of, run_distributed, write_job
+from toolkit.cluster.schedule import RowKind
+from toolkit.distributed import Aggregator, RunFailed, collect, path_of, run_distributed, write_job
+from toolkit.distributed import launch as launch_module
+from toolkit.distributed.collective import Row
 from toolkit.distributed.engine import world_size
-from toolkit.distributed.launch import free_port
+from toolkit.distributed.launch import free_port, launch, rank_limit
+from toolkit.distributed.run import _Progress
+from toolkit.limits import set_memory_limit
 from toolkit.models import Empirical, parse_compute
 from toolkit.replay import Results, Runtime, train
 from toolkit.runs import EngineSpec, RunConfig, run
@@ -40,6 +47,7 @@ from toolkit.sweeps import SweepSpec, run_sweep
 from toolkit.theory import step_time
 
 CPU = Runtime(device="cpu")
+NAN = float("nan")
 
 
 def grad(i: int) -> torch.Tensor:
@@ -332,7 +340,7 @@ def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
     config = RunConfig(scheme=Backup(3, 0), workload="logreg", updates=400, lr=0.1)
     kw = dict(time_scale=0.03, collective=False)  # through the server
     error, _ = _run_and_kill(config, tmp_path, rank=2, **kw)
-    assert isinstance(error, RuntimeError)
+    assert isinstance(error, RunFailed)
     assert "rank 2 died (SIGKILL)" in str(error) and "needs 3" in str(error)
 
 
@@ -340,13 +348,13 @@ def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
 def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
     config = RunConfig(scheme=scheme, workload="logreg", updates=400, lr=0.1)
     error, _ = _run_and_kill(config, tmp_path, rank=1, time_scale=0.03)
-    assert isinstance(error, RuntimeError) and "rank 1 died (SIGKILL)" in str(error)
+    assert isinstance(error, RunFailed) and "rank 1 died (SIGKILL)" in str(error)
 
 
 def test_workers_stop_when_the_server_is_killed(tmp_path):
     config = RunConfig(scheme=Async(2), workload="logreg", updates=4000, lr=0.1)
     error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03)
-    assert isinstance(error, RuntimeError) and "rank 0 died (SIGKILL)" in str(error)
+    assert isinstance(error, RunFailed) and "rank 0 died (SIGKILL)" in str(error)
     assert not any(_alive(p) for p in _children(os.getpid()))
 
 
@@ -531,3 +539,177 @@ def test_a_rank_refuses_a_wrong_world_size_or_an_unreachable_master(tmp_path):
     assert f"MASTER_ADDR: rank 1 could not join the group at 127.0.0.1:{env['MASTER_PORT']}" in (
         lost.stderr
     )
+
+
+# ------------------------------------------------------------------ limits and errors
+def test_more_ranks_than_the_machine_hosts_are_refused_before_any_process(tmp_path, monkeypatch):
+    """The rule, hand-computed: min(4 per core, memory limit / 300 MB) ranks. More is a
+    ValueError naming n, with the estimate and the override, and no process starts;
+    ``TOOLKIT_MAX_RANKS`` replaces the rule."""
+    monkeypatch.setattr(launch_module, "cores", lambda: 2)
+    set_memory_limit("12GB")
+    try:
+        assert rank_limit()[0] == 8  # 4 x 2 cores (memory for 40)
+        set_memory_limit("1GB")
+        assert rank_limit()[0] == 3  # floor(1e9 / 3e8) (cores for 8)
+    finally:
+        set_memory_limit(None)
+    config = RunConfig(scheme=Async(1000), workload="logreg", updates=5)
+    started: list = []
+
+    class Started(Exception):
+        pass
+
+    def popen(*args, **kwargs):
+        started.append(args)
+        raise Started
+
+    before = _live_children()
+    with monkeypatch.context() as m:
+        m.setattr(subprocess, "Popen", popen)
+        with pytest.raises(TooLargeError, match=r"^scheme.n: Async\(n=1000\) runs as 1001 proc"):
+            run_distributed(config, out=tmp_path / "a")
+        assert started == [] and not (tmp_path / "a").exists()
+        m.setenv("TOOLKIT_MAX_RANKS", "1001")
+        with pytest.raises(Started):  # allowed: the launcher goes on to start rank 0
+            run_distributed(config, out=tmp_path / "b")
+        m.setenv("TOOLKIT_MAX_RANKS", "many")
+        with pytest.raises(ValueError, match="TOOLKIT_MAX_RANKS: expected a number"):
+            run_distributed(config, out=tmp_path / "c")
+    assert len(started) == 1 and _live_children() == before
+
+
+def test_cli_refuses_too_many_ranks_in_one_line(tmp_path):
+    base = [sys.executable, "-m", "toolkit", "distributed", "--workload", "logreg"]
+    base += ["--updates", "5", "--out", str(tmp_path / "d")]
+    done = subprocess.run(
+        [*base, "--scheme", "async", "--n", "1000"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: --n: Async(n=1000) runs as 1001 processes (about 300 GB)")
+    assert "more than this machine hosts" in done.stderr and "--max-ranks N" in done.stderr
+    assert not (tmp_path / "d").exists()
+    bad = [*base, "--scheme", "sync", "--n", "2", "--max-ranks", "0"]
+    done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert (
+        done.returncode == 2
+        and done.stderr == "error: --max-ranks: expected a number of ranks >= 1, got 0\n"
+    )
+
+
+def test_cli_run_failures_are_one_line_naming_the_ranks_and_why(tmp_path):
+    """A step-time law the ranks cannot use is refused before any starts; a run past its
+    ``--timeout``, and a rank killed mid-run, end in one line on stderr with exit code 2;
+    ``--debug`` shows the traceback."""
+    base = [sys.executable, "-m", "toolkit", "distributed", "--workload", "logreg", "--no-progress"]
+    sync = ["--scheme", "sync", "--n", "2", "--updates", "5"]
+    bad = [*base, *sync, "--dist", "norm(1, 1)", "--out", str(tmp_path / "bad")]
+    done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: --dist: step times must be >= 0")
+    assert not (tmp_path / "bad").exists()
+    debug = [sys.executable, "-m", "toolkit", "--debug", *bad[3:]]
+    done = subprocess.run(debug, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+    late = [*base, "--scheme", "sync", "--n", "2", "--updates", "100000", "--timeout", "3"]
+    done = subprocess.run(
+        [*late, "--out", str(tmp_path / "late")], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: timeout: the run did not finish within 3 s; ranks [0, 1]")
+
+    out = tmp_path / "killed"
+    command = [*base, "--scheme", "sync", "--n", "3", "--updates", "4000", "--time-scale", "0.03"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(list((out / "ranks").glob("rank*.ready"))) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the ranks did not start"
+            time.sleep(0.05)
+        (rank1,) = [p for p in _children(proc.pid) if _argv(p)[-1:] == ["1"]]
+        os.kill(rank1, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: distributed run failed: ") and "rank 1 died (SIGKILL)" in err
+
+
+def test_a_rank_failing_before_the_rendezvous_is_named_with_its_reason(tmp_path):
+    """Ranks that refuse their environment (the wrong world size) end the launch with the
+    rank, its exit code and its one-line reason (the last line of its stderr)."""
+    job = write_job(RunConfig(scheme=Async(2), workload="logreg", updates=5, lr=0.1), tmp_path)
+    before = _live_children()
+    pattern = r"^distributed run failed: rank \d failed \(exit code 2\): WORLD_SIZE: Async\(n=2\) "
+    with pytest.raises(RunFailed, match=pattern + r"needs 3 ranks \(its workers and a server\)"):
+        launch(job, 2, timeout=120, log_dir=tmp_path)
+    assert _live_children() == before
+
+
+@pytest.mark.parametrize(
+    ("path", "rows", "want"),
+    [
+        ("shared", [Row(RowKind.GRAD, u, 0.1, 0, u, True, u, 0.0, 0.0, 1.0) for u in range(3)], 3),
+        (
+            "server",  # the server's rows of arrivals, and its note of each update
+            [Row(RowKind.GRAD, 0, 0.1, w, 0, True, 0, 0.0, 0.0, 1.0) for w in range(3)]
+            + [{"update": 0, "time": 0.2}, {"update": 1, "time": 0.3}],
+            2,
+        ),
+        (
+            "replicas",  # local steps, then an exchange every 2
+            [Row(RowKind.GRAD, t, 0.1, 0, t, True, t, 0.0, 0.0, 1.0) for t in range(4)]
+            + [
+                Row(RowKind.EXCHANGE, k, 0.2, 0, 2 * k + 2, True, -1, 0.0, 0.0, NAN) for k in (0, 1)
+            ],
+            2,
+        ),
+        (
+            "replica_server",
+            [Row(RowKind.EXCHANGE, k, 0.2, 0, 2, True, -1, 0.0, 0.0, NAN) for k in range(3)],
+            3,
+        ),
+    ],
+)
+def test_the_progress_bar_reads_rank_0s_rows_by_kind(tmp_path, path, rows, want):
+    """The rows of a run in rank 0's log, as each path writes them; a line still being written
+    counts once it is whole."""
+    log = tmp_path / "rank0.rows"
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    log.write_text(text + text[: len(text) // 3])  # and a part of the next lines
+    bar = _Progress(100, path, "test")
+    try:
+        bar(tmp_path)
+        assert bar.bar.n >= want and bar.bar.n < 2 * want
+        with log.open("w") as f:
+            f.write(text + text)
+        bar(tmp_path)
+        assert bar.bar.n == 2 * want
+    finally:
+        bar.close()
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return open(f"/proc/{pid}/cmdline").read().split("\0")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def _live_children() -> set[int]:
+    """This process's children that are alive (read from /proc: a ``ps`` would be one)."""
+    me = str(os.getpid())
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found

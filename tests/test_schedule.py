@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from toolkit.cluster import COLUMNS, Schedule, simulate
+from toolkit.cluster.schedule import KINDS, RowKind, make_frame
 from toolkit.models import Empirical, Failures, PerWorker
 from toolkit.schemes import EASGD, Backup, KBatchAsync, Sync
 
@@ -42,6 +43,19 @@ def test_columns_and_dtypes():
             assert (sched.frame["staleness"] == 0).all()
         else:
             assert (used["staleness"] == used["update"] - used["version"]).all()
+
+
+def test_row_kinds_are_the_kind_columns_codes():
+    """One RowKind: its values are the categorical's codes and its names its categories, for
+    the clock's rows and for rows given as codes (the real backend's)."""
+    assert KINDS == ("grad", "exchange") and [int(k) for k in RowKind] == [0, 1]
+    for sched in _schedules():
+        kind = sched.frame["kind"]
+        assert list(kind.cat.categories) == [k.name.lower() for k in RowKind]
+        codes = kind.cat.codes.to_numpy()
+        np.testing.assert_array_equal(codes == RowKind.EXCHANGE, kind.to_numpy() == "exchange")
+    cols = {c: [0, 0] for c in COLUMNS} | {"kind": [RowKind.EXCHANGE, RowKind.GRAD]}
+    assert list(make_frame(**cols)["kind"]) == ["exchange", "grad"]
 
 
 def test_shared_schedules_are_sorted_by_update_worker_batch():

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from toolkit.cli import main
 from toolkit.cluster import Schedule
 from toolkit.runs import run, schedule_for
 from toolkit.sweeps import (
+    Axis,
     SweepSpec,
     best_lr,
     export,
@@ -198,15 +200,131 @@ integer = true
 """
         )
 
-    eight, sixteen = spec(8).points(), spec(16).points()
-    assert eight == spec(8).points()  # same spec, same points
+    eight, sixteen = list(spec(8).points()), spec(16).points()
+    assert eight == list(spec(8).points())  # same spec, same points
     assert sixteen[:8] == eight  # point i depends only on the spec and i
-    assert spec(8, seed=1).points() != eight
+    assert [sixteen[i] for i in (3, -1)] == [list(sixteen)[3], list(sixteen)[15]]  # by index
+    assert list(spec(8, seed=1).points()) != eight
     lrs = np.array([p.lr for p in sixteen])
     assert np.all((lrs >= 0.001) & (lrs <= 1.0))
     # log-uniform: log10(lr) spreads over the 3 decades, each decade gets points
     assert np.histogram(np.log10(lrs), bins=3, range=(-3, 0))[0].min() >= 3
     assert all(isinstance(p.batch_size, int) and 8 <= p.batch_size <= 64 for p in sixteen)
+
+
+def test_points_are_counted_without_building_them_and_each_value_is_checked_once(monkeypatch):
+    """A 100 x 50 grid: len() is the product, reading the spec builds the points that hold each
+    distinct value once (1 + 99 + 49 RunConfigs, not 5000), and point i is the i-th of the
+    grid's product order (paths by depth, the last fastest)."""
+    from toolkit.runs.config import RunConfig
+
+    built = []
+    real = RunConfig.from_dict.__func__
+    monkeypatch.setattr(
+        RunConfig, "from_dict", classmethod(lambda c, d: built.append(d) or real(c, d))
+    )
+    lrs = [round(0.001 * (i + 1), 3) for i in range(100)]
+    text = TINY.replace(
+        "lr = [0.1, 0.3]\nseed = [0, 1]\n", f"lr = {lrs}\nseed = {list(range(50))}\n"
+    )
+    spec = SweepSpec.from_toml(text)
+    points = spec.points()
+    assert spec.size == len(points) == 5000 and len(built) == 1 + 99 + 49
+    assert (points[0].lr, points[0].seed) == (0.001, 0)
+    assert (points[51].lr, points[51].seed) == (0.002, 1)  # 51 = 1 x 50 + 1
+    assert (points[-1].lr, points[-1].seed) == (0.1, 49)
+    assert [(p.lr, p.seed) for p in points[48:52]] == [
+        (0.001, 48),
+        (0.001, 49),
+        (0.002, 0),
+        (0.002, 1),
+    ]
+    with pytest.raises(IndexError):
+        points[5000]
+
+
+def test_a_bad_combination_of_valid_values_is_an_error_naming_its_point():
+    """KAsync(n, k) needs k <= n: n in [8, 2] and k in [1, 4] are each valid with the other
+    axis's first value, so the spec reads; the point (n = 2, k = 4) is an error when read."""
+    text = TINY.replace('name = "sync"\nn = 2', 'name = "kasync"\nn = 8\nk = 1') + (
+        '"scheme.n" = [8, 2]\n"scheme.k" = [1, 4]\n'
+    )
+    points = SweepSpec.from_toml(text).points()
+    assert len(points) == 16
+    with pytest.raises(
+        ValueError, match=r"k must be .* \(at the point .*scheme.n = 2, scheme.k = 4"
+    ):
+        list(points)
+
+
+def test_a_spec_too_large_is_refused_at_once_in_one_line(tmp_path):
+    """10^9 points: refused from the lists' lengths, naming the grid and the count, before any
+    point is built or the sweep directory made; a spec built in Python likewise."""
+    axes = "".join(
+        f"{name} = {list(range(1, 1001))}\n" for name in ("seed", "batch_size", "eval_every")
+    )
+    spec = tmp_path / "huge.toml"
+    spec.write_text(TINY.replace("lr = [0.1, 0.3]\nseed = [0, 1]\n", axes))
+    command = [
+        sys.executable,
+        "-m",
+        "toolkit",
+        "sweep",
+        "run",
+        str(spec),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(
+        "error: grid: seed (1000) x batch_size (1000) x eval_every (1000) = 1,000,000,000 points, "
+        "above the limit of 100,000"
+    )
+    assert not (tmp_path / "s").exists()
+    base = SweepSpec.from_toml(TINY).base
+    with pytest.raises(ValueError, match=r"^random.count: random.count \(200000\) = 200,000 "):
+        SweepSpec(base, axes=(Axis("lr", 0.01, 1.0),), count=200_000)
+
+
+def test_jobs_are_cut_to_the_cores_unless_forced_and_to_the_runs_to_do(
+    tmp_path, monkeypatch, capsys
+):
+    """``--jobs 10^9``: the command line runs as many workers as cores and says so in one line
+    (``--force-jobs`` keeps the number; the local executor starts a child per run to do, so
+    never more than the runs)."""
+    from toolkit.limits import cores
+
+    seen = []
+
+    def fake(spec, out, *, jobs, **kwargs):
+        seen.append(jobs)
+        return pd.DataFrame({"state": ["complete"]})
+
+    monkeypatch.setattr(runner, "run_sweep", fake)
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    argv = ["sweep", "run", str(spec), "--out", str(tmp_path / "s"), "--jobs", "1000000000"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"--jobs: 1000000000 is more than this machine's {cores()} cores; running {cores()} "
+        "(--force-jobs to start more)\n"
+    )
+    assert main([*argv, "--force-jobs"]) == 0 and capsys.readouterr().err == ""
+    assert seen == [cores(), 1_000_000_000]
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="Slurm is installed here")
+def test_slurm_without_slurm_is_one_line(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    argv = ["sweep", "run", str(spec), "--out", str(tmp_path / "s"), "--executor", "submitit"]
+    assert main([*argv, "--submitit-cluster", "slurm", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cluster: ") and "srun" in err, err
+    assert "--submitit-cluster local" in err
 
 
 # ------------------------------------------------------------------ the Schedule cache

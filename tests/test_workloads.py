@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import random
 import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from subprocess import PIPE
 
 import numpy as np
 import pytest
@@ -12,6 +20,7 @@ import torch
 from torch.func import functional_call, grad, jacrev, vmap
 
 import toolkit.workloads as workloads
+from toolkit.files import atomic_write
 from toolkit.workloads import WORKLOADS, Workload, get_workload, register_workload
 from toolkit.workloads import mnist1d as m1d
 
@@ -271,6 +280,57 @@ def test_mnist1d_disk_cache_round_trip(tmp_path, monkeypatch):
     path.write_bytes(b"not an npz")  # a corrupt cache file is regenerated, not an error
     x_again, _ = m1d._cached.__wrapped__(50, 3, True)
     np.testing.assert_array_equal(x_again[:40], x)
+
+
+def test_mnist1d_cache_built_by_two_processes_at_once(tmp_path, monkeypatch):
+    """Two processes building one cache at once both get the arrays, and what is left is the
+    cache alone, whole (:func:`toolkit.files.atomic_write`: no temporary file remains)."""
+    code = (
+        "import hashlib; from toolkit.workloads import mnist1d as m; "
+        "x, y, _, _ = m.mnist1d_arrays(3000, 500, seed=11); "
+        "print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())"
+    )
+    env = dict(os.environ, TOOLKIT_CACHE_DIR=str(tmp_path))
+    command = [sys.executable, "-c", code]
+    procs = [subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True) for _ in "ab"]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0] and "could not write" not in outs[0][1] + outs[1][1]
+    assert [f.name for f in tmp_path.iterdir()] == [m1d.cache_key(3500, 11)]
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
+    x, y = m1d._cached.__wrapped__(3500, 11, True)  # read from the disk cache
+    assert hashlib.sha256(x[:3000].tobytes() + y[:3000].tobytes()).hexdigest() == outs[0][0].strip()
+
+
+def test_atomic_write_from_two_threads_at_once_leaves_one_whole_file(tmp_path):
+    """Two writers of one target at once (threads of one process, as well as processes) write
+    to temporary files of their own: the target is one writer's file, whole."""
+    target = tmp_path / "t.bin"
+    started = threading.Barrier(2)
+
+    def writer(byte: bytes):
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as f:
+                started.wait(timeout=30)  # both are writing now
+                for _ in range(200):
+                    f.write(byte * 1000)
+                    f.flush()
+                    time.sleep(0.0005)
+
+        return lambda: atomic_write(target, write)
+
+    threads = [threading.Thread(target=writer(b)) for b in (b"a", b"b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert target.read_bytes() in (b"a" * 200_000, b"b" * 200_000)
+    assert [f.name for f in tmp_path.iterdir()] == ["t.bin"]
 
 
 def test_mnist1d_cache_key_covers_package_version_and_generation_args(monkeypatch):

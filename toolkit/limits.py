@@ -4,7 +4,8 @@ argument to change instead of growing until the kernel kills it.
 
 The limit is ``TOOLKIT_MEMORY_LIMIT`` (bytes, or a number with a unit: ``"8GB"``, ``"512MiB"``)
 when set, else half of the machine's physical memory; :func:`set_memory_limit` changes it for
-the running process.
+the running process. :func:`cores` counts the CPUs this process may run on, the measure of how
+many processes (sweep workers, ranks of the real backend) the machine can host.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 
 from toolkit.checks import ConfigError, TooLargeError
 
-__all__ = ["check_memory", "format_bytes", "memory_limit", "set_memory_limit"]
+__all__ = ["check_memory", "cores", "format_bytes", "memory_limit", "set_memory_limit"]
 
 _UNITS = {
     "": 1,
@@ -75,3 +76,12 @@ def check_memory(argument: str, what: str, nbytes: float) -> None:
             f"{argument}: {what} needs about {format_bytes(nbytes)}, above the limit of "
             f"{format_bytes(limit)} (TOOLKIT_MEMORY_LIMIT, default half the machine's memory)",
         )
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow),
+    else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

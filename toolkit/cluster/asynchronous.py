@@ -16,12 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from toolkit.cluster.schedule import make_frame, sort_shared
+from toolkit.cluster.schedule import RowKind, make_frame, sort_shared
 from toolkit.cluster.state import Run
 
 __all__ = ["async_heap", "async_merge", "fifo_link", "kasync"]
-
-GRAD = 0  # KINDS.index("grad")
 
 
 def fifo_link(service: float) -> Callable[[float], float]:
@@ -80,7 +78,7 @@ def async_merge(run: Run) -> pd.DataFrame:
         times = np.repeat(ends, k)
     compute = np.concatenate([streams.rows[w][: L[w]] for w in range(M)])[order]
     frame = make_frame(
-        kind=GRAD,
+        kind=RowKind.GRAD,
         update=upd,
         time=times,
         worker=worker,
@@ -160,7 +158,7 @@ def async_heap(run: Run) -> pd.DataFrame:
     version = np.searchsorted(ends, restart, side="right")
     return sort_shared(
         make_frame(
-            kind=GRAD,
+            kind=RowKind.GRAD,
             update=upd,
             time=times,
             worker=worker.astype(np.int64),
@@ -201,7 +199,7 @@ def kasync(run: Run) -> pd.DataFrame:
     ver = ver.astype(np.int64)
     return sort_shared(
         make_frame(
-            kind=GRAD,
+            kind=RowKind.GRAD,
             update=upd,
             time=time,
             worker=sel.astype(np.int64),

@@ -13,12 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from toolkit.cluster.schedule import make_frame, sort_shared
+from toolkit.cluster.schedule import RowKind, make_frame, sort_shared
 from toolkit.cluster.state import Run
 
 __all__ = ["barrier", "barrier_failures", "delayed", "delayed_updates", "kbatch"]
-
-GRAD = 0  # KINDS.index("grad")
 
 
 def barrier(run: Run) -> pd.DataFrame:
@@ -38,7 +36,7 @@ def barrier(run: Run) -> pd.DataFrame:
     XT, usedT = X.T, used.T  # (U, M): rows ordered by update, then worker
     upd = np.repeat(np.arange(U), M)
     return make_frame(
-        kind=GRAD,
+        kind=RowKind.GRAD,
         update=upd,
         time=np.repeat(A, M),
         worker=np.tile(np.arange(M), U),
@@ -90,7 +88,7 @@ def barrier_failures(run: Run) -> pd.DataFrame:
     upd, time, worker, version, used, batch, ct, cm = (np.asarray(v) for v in cols)
     return sort_shared(
         make_frame(
-            kind=GRAD,
+            kind=RowKind.GRAD,
             update=upd.astype(np.int64),
             time=time,
             worker=worker,
@@ -168,7 +166,7 @@ def kbatch(run: Run) -> pd.DataFrame:
         np.concatenate(p) for p in zip(*parts, strict=True)
     )
     return make_frame(
-        kind=GRAD,
+        kind=RowKind.GRAD,
         update=upd,
         time=time,
         worker=worker,
@@ -234,7 +232,7 @@ def delayed(run: Run) -> pd.DataFrame:
     upd = np.repeat(np.arange(U), M)
     version = np.maximum(upd - d, 0)
     return make_frame(
-        kind=GRAD,
+        kind=RowKind.GRAD,
         update=upd,
         time=np.repeat(A, M),
         worker=np.tile(np.arange(M), U),

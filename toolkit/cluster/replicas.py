@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.cluster.asynchronous import fifo_link
-from toolkit.cluster.schedule import KINDS, make_frame
+from toolkit.cluster.schedule import RowKind, make_frame
 from toolkit.cluster.state import Run
 
 __all__ = ["replicas_async", "replicas_sync"]
@@ -23,9 +23,7 @@ def _replica_frame(run: Run, ends, X, ex_update, ex_time, ex_worker, ex_version,
     j = np.tile(np.arange(U), M)
     n_ex = len(ex_update)
     frame = make_frame(
-        kind=np.concatenate(
-            [np.full(M * U, KINDS.index("grad")), np.full(n_ex, KINDS.index("exchange"))]
-        ),
+        kind=np.concatenate([np.full(M * U, RowKind.GRAD), np.full(n_ex, RowKind.EXCHANGE)]),
         update=np.concatenate([j, ex_update]),
         time=np.concatenate([ends.ravel(), ex_time]),
         worker=np.concatenate([np.repeat(np.arange(M), U), ex_worker]),
@@ -36,7 +34,7 @@ def _replica_frame(run: Run, ends, X, ex_update, ex_time, ex_worker, ex_version,
         compute_time=np.concatenate([X.ravel(), np.zeros(n_ex)]),
         comm_time=np.concatenate([np.zeros(M * U), ex_comm]),
     )
-    kind_code = (frame["kind"].to_numpy() == "exchange").astype(np.int64)
+    kind_code = frame["kind"].cat.codes.to_numpy()  # RowKind
     order = np.lexsort(
         (
             frame["update"].to_numpy(),

@@ -5,7 +5,8 @@ backend (``toolkit.distributed``); read by replay, theory checks and notebooks. 
 tensors. ``Schedule.frame`` is a pandas DataFrame with these columns (``COLUMNS``):
 
 ``kind``          ``"grad"``: a gradient; ``"exchange"``: a replica meets the centre (replica
-                  schemes only).
+                  schemes only). A categorical of :data:`KINDS`, whose codes are
+                  :class:`RowKind` (the clock's and the real backend's rows carry the code).
 ``update``        shared-parameter schemes: index u of the update that used the gradient (or would
                   have, for a dropped one); update u turns version u into version u + 1.
                   Replica schemes: for ``grad`` rows the worker's local step index (= version);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,18 @@ import pandas as pd
 from toolkit.checks import ConfigError
 from toolkit.files import atomic_write
 
-__all__ = ["COLUMNS", "KINDS", "Schedule", "make_frame", "sort_shared"]
+__all__ = ["COLUMNS", "KINDS", "RowKind", "Schedule", "make_frame", "sort_shared"]
 
-KINDS = ("grad", "exchange")
+
+class RowKind(IntEnum):
+    """What a row is: a gradient, or a replica's exchange with the centre. The value is the
+    code of the ``kind`` column's categorical; the name, lower-cased, its category."""
+
+    GRAD = 0
+    EXCHANGE = 1
+
+
+KINDS = tuple(kind.name.lower() for kind in RowKind)  # ("grad", "exchange")
 
 COLUMNS: dict[str, object] = {
     "kind": pd.CategoricalDtype(list(KINDS)),
@@ -59,7 +70,8 @@ COLUMNS: dict[str, object] = {
 
 
 def make_frame(**cols: object) -> pd.DataFrame:
-    """A Schedule frame from column arrays (scalars broadcast); ``kind`` as codes into KINDS."""
+    """A Schedule frame from column arrays (scalars broadcast); ``kind`` as :class:`RowKind`
+    codes."""
     n = len(cols["worker"])
     data = {}
     for name, dtype in COLUMNS.items():

@@ -2,22 +2,20 @@
 scheme and cluster flags, in a run directory (config.toml, the measured schedule.parquet,
 results.parquet, params.pt: the distributed engine,
 :class:`toolkit.distributed.run.DistributedEngine`); prints the measured step time beside the
-theory's prediction. ``toolkit run CONFIG --engine
-distributed`` runs a config file the same way."""
+theory's prediction. ``toolkit run CONFIG --engine distributed`` runs a config file the same way.
+
+The ranks are checked against what the machine hosts (:func:`toolkit.distributed.launch.
+check_ranks`) before torch is imported or any process starts; ``--max-ranks`` overrides it."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-import numpy as np
-
 from toolkit import cli_args
-from toolkit.cluster import Schedule
-from toolkit.runs import EngineSpec, RunConfig, run
-from toolkit.runs.cli import summary_line
-from toolkit.runs.directory import SCHEDULE_FILE
-from toolkit.theory import step_time
+from toolkit.checks import ConfigError
+from toolkit.distributed.launch import RANK_BYTES, RANKS_PER_CORE, check_ranks
 
 __all__ = ["register"]
 
@@ -54,12 +52,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--timeout", type=float, default=None, help="bound on the run (s; default 60 + updates)"
     )
     p.add_argument("--eval-every", type=int, default=None, help="rows between evaluations")
+    p.add_argument(
+        "--max-ranks",
+        type=int,
+        default=None,
+        help=f"start up to this many rank processes (default: {RANKS_PER_CORE} per core, and as "
+        f"many as the memory limit holds at about {RANK_BYTES / 1e6:.0f} MB each; "
+        "TOOLKIT_MAX_RANKS likewise)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="new run directory")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    scheme = cli_args.scheme_from_args(args)
+    if args.max_ranks is not None:
+        if args.max_ranks < 1:
+            why = f"--max-ranks: expected a number of ranks >= 1, got {args.max_ranks}"
+            raise ConfigError("--max-ranks", why)
+        os.environ["TOOLKIT_MAX_RANKS"] = str(args.max_ranks)  # run_distributed reads it too
+    check_ranks(scheme, not args.server, argument="--n")  # before torch, before any process
+
+    import numpy as np
+
+    from toolkit.cluster import Schedule
+    from toolkit.distributed.engine import check_run
+    from toolkit.runs import EngineSpec, RunConfig, run
+    from toolkit.runs.cli import summary_line
+    from toolkit.runs.directory import SCHEDULE_FILE
+    from toolkit.theory import step_time
+
     engine = EngineSpec(
         "distributed",
         time_scale=args.time_scale,
@@ -67,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         collective=not args.server,
     )
     config = RunConfig(
-        scheme=cli_args.scheme_from_args(args),
+        scheme=scheme,
         workload=args.workload,
         compute=cli_args.compute_from_args(args),
         lr=args.lr,
@@ -76,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         engine=engine,
     )
+    check_run(config)  # before run() makes the run directory
     out = Path(args.out)
     res = run(config, out, progress=not args.no_progress, timeout=args.timeout)
     schedule = Schedule.load(out / SCHEDULE_FILE)

@@ -16,22 +16,43 @@
 
 Each rank records (``Rank.record``, a line per row in its log as it goes, so a killed rank leaves
 what it did) rows ``[kind, update, time, worker, version, used, batch, compute, comm, loss]``
-(the Schedule's columns, :data:`ROW`), times in seconds since the run's start ``t0``.
+(the Schedule's columns, :class:`Row`), times in seconds since the run's start ``t0``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["ROW", "replicas", "shared"]
+from toolkit.cluster.schedule import RowKind
 
-ROW = ("kind", "update", "time", "worker", "version", "used", "batch", "compute", "comm", "loss")
-GRAD, EXCHANGE = 0, 1
+__all__ = ["ROW", "Row", "replicas", "shared"]
+
 NAN = float("nan")
+
+
+class Row(NamedTuple):
+    """One row a rank logs, a JSON list in this order (``Row(*entry)`` reads one back by name):
+    the Schedule's columns (``compute``, ``comm``: ``compute_time``, ``comm_time``; no
+    staleness, which the reader derives) and the mini-batch's loss."""
+
+    kind: int  # RowKind
+    update: int
+    time: float
+    worker: int
+    version: int
+    used: bool
+    batch: int
+    compute: float
+    comm: float
+    loss: float
+
+
+ROW = Row._fields
 
 
 class _Done:
@@ -56,8 +77,9 @@ def shared(r, t0: float) -> torch.Tensor:
     saved = r.restored()
     if saved is not None:
         params, state, applied = saved["params"], saved["optimizer"], int(saved["applied"])
-        for row, g in saved["pending"]:
-            pending.append((row, _Done(), g, [t0 + row[2]]))
+        for entry, g in saved["pending"]:
+            row = Row(*entry)
+            pending.append((row, _Done(), g, [t0 + row.time]))
 
     def apply_next() -> None:
         nonlocal params, state, applied
@@ -67,8 +89,8 @@ def shared(r, t0: float) -> torch.Tensor:
         step, state = rules.optimizer.update(g, state)
         params = step.apply(params)
         done = stamp[0] if stamp else time.monotonic()
-        row[2] = done - t0
-        row[8] = max(done - t0 - row[8], 0.0)  # comm: from the start of the exchange
+        # comm held the exchange's start; now the time from it to the update
+        row = row._replace(time=done - t0, comm=max(done - t0 - row.comm, 0.0))
         r.record(row)
         applied += 1
         if r.rank == 0:
@@ -78,11 +100,12 @@ def shared(r, t0: float) -> torch.Tensor:
             for row_f, work_f, g_f, stamp_f in pending:  # what is in flight, completed
                 work_f.wait()
                 done_f = stamp_f[0] if stamp_f else time.monotonic()
-                flight.append(([*row_f[:2], done_f - t0, *row_f[3:]], g_f))
+                # plain values: a checkpoint is loaded with weights_only
+                flight.append((list(row_f._replace(kind=int(row_f.kind), time=done_f - t0)), g_f))
             r.checkpoint(
                 applied,
                 {"params": params, "optimizer": state, "applied": applied, "pending": flight}
-                | {"time": row[2]},
+                | {"time": row.time},
             )
 
     first = applied + len(pending)
@@ -92,7 +115,8 @@ def shared(r, t0: float) -> torch.Tensor:
         start = time.monotonic()
         g, loss, took = r.compute(r.rank, t, params)
         version = max(t - d, 0)
-        row = [GRAD, t, NAN, r.rank, version, True, t, took, start + took - t0, loss]
+        # comm holds the exchange's start until the update (apply_next)
+        row = Row(RowKind.GRAD, t, NAN, r.rank, version, True, t, took, start + took - t0, loss)
         work = dist.all_reduce(g, async_op=True)
         stamp: list[float] = []
         work.get_future().add_done_callback(lambda _f, s=stamp: s.append(time.monotonic()))
@@ -121,7 +145,7 @@ def replicas(r, t0: float) -> torch.Tensor:
         g, loss, took = r.compute(r.rank, t, rules.local.point(point, local))
         step, local = rules.local.update(g, local)
         x = point = step.apply(x)
-        r.record([GRAD, t, start + took - t0, r.rank, t, True, t, took, 0.0, loss])
+        r.record(Row(RowKind.GRAD, t, start + took - t0, r.rank, t, True, t, took, 0.0, loss))
         if (t + 1) % tau == 0:
             begin = time.monotonic()
             mean = x.clone()
@@ -130,7 +154,9 @@ def replicas(r, t0: float) -> torch.Tensor:
             x, point, centre, exchange = rules.exchange.reduced(x, mean, world, centre, exchange)
             now = time.monotonic()
             comm, k = now - begin, (t + 1) // tau
-            r.record([EXCHANGE, k - 1, now - t0, r.rank, t + 1, True, -1, 0.0, comm, NAN])
+            r.record(
+                Row(RowKind.EXCHANGE, k - 1, now - t0, r.rank, t + 1, True, -1, 0.0, comm, NAN)
+            )
             if r.rank == 0:
                 r.snapshot(k, centre)
             if r.due(k):

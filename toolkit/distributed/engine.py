@@ -22,27 +22,14 @@ import torch
 
 from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.cluster import Schedule
-from toolkit.cluster.schedule import make_frame, sort_shared
-from toolkit.distributed.launch import launch
+from toolkit.cluster.schedule import RowKind, make_frame, sort_shared
+from toolkit.distributed.collective import Row
+from toolkit.distributed.launch import check_ranks, launch, path_of, world_size
+from toolkit.models import as_compute, parse_compute
 from toolkit.runs.config import RunConfig
 from toolkit.runs.engine import EngineSpec
 
-__all__ = ["collect", "path_of", "run_distributed", "world_size", "write_job"]
-
-
-def path_of(scheme, collective: bool = True) -> str:
-    """Which processes run ``scheme`` (:data:`toolkit.distributed.process.PATHS`): replica
-    schemes on ``all_reduce`` (``"replicas"``) or, asynchronous, with a centre server
-    (``"replica_server"``); Delayed, and the rules that wait for every worker's one gradient
-    (Sync, Backup(n, 0)), on ``all_reduce`` (``"shared"``; the latter through the server when
-    ``collective`` is False); the other shared schemes through the server."""
-    rule = scheme.rule
-    if rule.period:
-        return "replicas" if rule.barrier else "replica_server"
-    everyone = rule.barrier and not rule.repeat and rule.quorum == rule.machines
-    if rule.delay or (collective and everyone):
-        return "shared"
-    return "server"
+__all__ = ["check_run", "collect", "path_of", "run_distributed", "world_size", "write_job"]
 
 
 def run_distributed(
@@ -69,11 +56,15 @@ def run_distributed(
     evaluates them) and the ranks write checkpoints; ``resume`` goes on from the newest one in
     ``out`` (:func:`resume_point`), else starts afresh. ``watch(folder)`` is called a few times
     a second while the ranks run (a progress bar reads their logs). Returns the measured
-    Schedule and the final parameters (the centre for replica schemes)."""
+    Schedule and the final parameters (the centre for replica schemes). Before any process
+    starts, the ranks are checked against what the machine hosts
+    (:func:`~toolkit.distributed.launch.check_ranks`) and the step-time model is built once;
+    a run that fails raises :class:`~toolkit.distributed.launch.RunFailed`."""
     if not isinstance(config, RunConfig):
         raise ConfigError("config", f"config: expected a RunConfig, got {type(config).__name__}")
     scheme = config.scheme
     check_positive("timeout", timeout)
+    check_run(config)
     path = path_of(scheme, config.engine.collective is not False)
     with tempfile.TemporaryDirectory(prefix="toolkit-dist-") as tmp:
         folder = Path(out) if out is not None else Path(tmp)
@@ -108,9 +99,12 @@ def run_distributed(
         return collect(folder, died=[r - 1 for r in died])
 
 
-def world_size(scheme, path: str) -> int:
-    """Ranks of a run: one per worker, plus the server on the server paths."""
-    return scheme.rule.machines + (path in ("server", "replica_server"))
+def check_run(config: RunConfig) -> None:
+    """What :func:`run_distributed` checks before any process starts: the ranks against what
+    the machine hosts (:func:`~toolkit.distributed.launch.check_ranks`) and the step-time model,
+    built as every rank builds it (a law with negative step times fails here, not in a rank)."""
+    check_ranks(config.scheme, config.engine.collective is not False)
+    as_compute(parse_compute(config.compute))
 
 
 def write_job(
@@ -211,21 +205,22 @@ def resume_point(folder: Path, world: int, path: str) -> dict | None:
             keep = []
             for line in lines:
                 try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+                    row = Row(*json.loads(line))  # a worker's log holds rows only
+                except (json.JSONDecodeError, TypeError):
+                    continue  # a line cut short by a kill
                 if path == "replica_server":
                     steps = saved[0]["workers"].get(str(r - 1), {"steps": 0})["steps"]
-                    if entry[1] < int(steps):
+                    if row.update < int(steps):
                         keep.append(line)
-                elif entry[1] < k:  # a row of an update before the checkpoint
+                elif row.update < k:  # a row of an update before the checkpoint
                     keep.append(line)
         log.write_text("".join(f"{line}\n" for line in keep))
         for line in keep:
             entry = json.loads(line)
-            if isinstance(entry, list) and entry[0] == 0:
-                w = str(entry[3])
-                start_batch[w] = max(start_batch.get(w, 0), int(entry[6]) + 1)
+            row = Row(*entry) if isinstance(entry, list) else None  # else the server's note
+            if row is not None and row.kind == RowKind.GRAD:
+                w = str(row.worker)
+                start_batch[w] = max(start_batch.get(w, 0), int(row.batch) + 1)
     return {"row": k, "time": float(saved[0]["time"]), "start_batch": start_batch}
 
 
@@ -250,18 +245,20 @@ def read_logs(folder: Path, world: int) -> tuple[list[list], dict[int, float]]:
 
 
 def _frame(rows: list[list], times: dict[int, float], path: str):
-    """The rows ``[kind, update, time, worker, version, used, batch, compute, comm, loss]`` of
-    every rank (:data:`toolkit.distributed.collective.ROW`) as the Schedule's columns, in its
-    order. A used gradient's time is its update's: the server's, or on the collective paths
-    when the last rank had it (an exchange's likewise)."""
-    kind, u, t, w, v, used, b, comp, comm, _ = (np.array(c) for c in zip(*rows, strict=True))
-    used = used.astype(bool)
+    """The rows of every rank (:class:`toolkit.distributed.collective.Row`) as the Schedule's
+    columns, in its order. A used gradient's time is its update's: the server's, or on the
+    collective paths when the last rank had it (an exchange's likewise)."""
+    col = Row(*(np.array(c) for c in zip(*rows, strict=True)))
+    kind, u, t, w, v, b = col.kind, col.update, col.time, col.worker, col.version, col.batch
+    used = col.used.astype(bool)
     if times:
         at = np.flatnonzero(used)
         t[at] = [times[int(x)] for x in u[at]]
     if path in ("shared", "replicas"):
         key = kind * (u.max() + 1) + u  # (kind, update): shared updates, exchange rounds
-        sel = np.flatnonzero(kind == 1) if path == "replicas" else np.arange(len(key))
+        sel = (
+            np.flatnonzero(kind == RowKind.EXCHANGE) if path == "replicas" else np.arange(len(key))
+        )
         _, group = np.unique(key[sel], return_inverse=True)
         latest = np.full(group.max(initial=-1) + 1, -np.inf)
         np.maximum.at(latest, group, t[sel])
@@ -272,11 +269,11 @@ def _frame(rows: list[list], times: dict[int, float], path: str):
         time=t,
         worker=w,
         version=v,
-        staleness=np.where(used & (kind == 0) & (path != "replicas"), u - v, 0),
+        staleness=np.where(used & (kind == RowKind.GRAD) & (path != "replicas"), u - v, 0),
         used=used,
         batch=b,
-        compute_time=comp,
-        comm_time=comm,
+        compute_time=col.compute,
+        comm_time=col.comm,
     )
     if path in ("replicas", "replica_server"):
         order = np.lexsort((u, w, kind, t))

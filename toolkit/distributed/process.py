@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 
 from toolkit.distributed import collective, server
-from toolkit.distributed.engine import world_size
+from toolkit.distributed.launch import world_size
+from toolkit.files import atomic_write
 from toolkit.models import as_compute, parse_compute
 from toolkit.models.seeds import child_seed
 from toolkit.models.stragglers import Streams
@@ -83,12 +84,10 @@ class Rank:
         return bool(self.eval_every) and done % self.eval_every == 0
 
     def checkpoint(self, done: int, state: dict) -> None:
-        """This rank's ``state`` after row ``done`` as ``ckpt<done>_rank<r>.pt`` (written to a
-        temporary name and renamed into place); the :attr:`keep` newest are kept."""
+        """This rank's ``state`` after row ``done`` as ``ckpt<done>_rank<r>.pt`` (written
+        atomically, :func:`toolkit.files.atomic_write`); the :attr:`keep` newest are kept."""
         path = Path(self.job["out"]) / f"ckpt{done}_rank{self.rank}.pt"
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({**state, "lines": self.lines}, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save({**state, "lines": self.lines}, tmp))
         self._kept.append(path)
         while len(self._kept) > self.keep:
             self._kept.pop(0).unlink(missing_ok=True)
@@ -107,8 +106,8 @@ class Rank:
         if self.due(done):
             torch.save(params.clone(), Path(self.job["out"]) / f"snap{done}.pt")
 
-    def record(self, entry: list | dict) -> None:
-        """Append a row (a list, :data:`toolkit.distributed.collective.ROW`) or a note (a dict)
+    def record(self, entry: tuple | dict) -> None:
+        """Append a row (:class:`toolkit.distributed.collective.Row`) or a note (a dict)
         to this rank's log, one JSON line each, written at once: a rank killed mid-run leaves
         every row it recorded."""
         self._log.write(json.dumps(entry) + "\n")

@@ -26,6 +26,7 @@ complete one, its rows appended to the measured past (times go on from the check
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ import pandas as pd
 import torch
 
 from toolkit.checks import ConfigError
-from toolkit.distributed.collective import ROW
+from toolkit.cluster.schedule import RowKind
+from toolkit.distributed.collective import ROW, Row
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
 from toolkit.replay.batched import FlatModel
 from toolkit.replay.results import Results
@@ -154,7 +156,7 @@ def measured_results(
         by = ex.groupby("update")
         table = pd.DataFrame({"time": by["time"].max(), "count": by.size()})
         table["staleness"] = 0.0
-        grads = log[log["kind"] == 0].set_index(["worker", "batch"])["loss"]
+        grads = log[log["kind"] == RowKind.GRAD].set_index(["worker", "batch"])["loss"]
         tau = config.scheme.rule.period
         losses = []
         for _, group in by:
@@ -168,7 +170,7 @@ def measured_results(
         table = pd.DataFrame(
             {"time": by["time"].max(), "staleness": by["staleness"].mean(), "count": by.size()}
         )
-        g = log[(log["kind"] == 0) & log["used"].astype(bool)]
+        g = log[(log["kind"] == RowKind.GRAD) & log["used"].astype(bool)]
         table["train_loss"] = g.groupby("update")["loss"].mean()
     table = table.reset_index().rename(columns={"index": "update"})
     table["bytes"] = 2.0 * nbytes * table["count"].cumsum()
@@ -201,16 +203,25 @@ def measured_results(
 
 
 class _Progress:
-    """A progress bar over a run's rows, read from rank 0's log while the ranks run: every line
-    of the collective shared path is an update, the server notes ``{"update": ...}`` each one,
-    and exchanges (replica schemes) are the lines of kind 1."""
+    """A progress bar over a run's rows, read from rank 0's log while the ranks run: on the
+    collective shared path every row is an update, on the server path the server notes
+    ``{"update": ...}`` each one, and on the replica paths the exchanges are the rows of kind
+    ``RowKind.EXCHANGE``."""
 
     def __init__(self, total: int, path: str, label: str) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=f"distributed {label}", unit="row")
-        self.prefix = {"shared": "[", "server": "{"}.get(path, "[1,")
+        self.path = path
         self.offset = 0
+
+    def counts(self, entry: list | dict) -> bool:
+        """Whether an entry of rank 0's log is one of the run's rows."""
+        if self.path == "server":
+            return isinstance(entry, dict)
+        if not isinstance(entry, list):
+            return False
+        return self.path == "shared" or Row(*entry).kind == RowKind.EXCHANGE
 
     def __call__(self, folder: Path) -> None:
         path = folder / "rank0.rows"
@@ -222,8 +233,7 @@ class _Progress:
         done = chunk.rfind(b"\n") + 1  # whole lines only
         self.offset += done
         lines = chunk[:done].decode().splitlines()
-        count = sum(line.startswith(self.prefix) for line in lines)
-        self.bar.update(count)
+        self.bar.update(sum(self.counts(json.loads(line)) for line in lines))
 
     def close(self) -> None:
         self.bar.close()

@@ -32,7 +32,9 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from toolkit.cluster.schedule import RowKind
 from toolkit.distributed.aggregate import Aggregator
+from toolkit.distributed.collective import Row
 from toolkit.schemes.updates import Step
 
 __all__ = ["replica_server", "replica_worker", "server", "worker"]
@@ -44,7 +46,6 @@ BEAT = 0.1  # seconds between a worker's heartbeats
 # loaded machine misses beats (with 2 s, a test run at load average 13 on 2 cores counted a live
 # worker as gone), while a dead one costs a scheme that can go on without it nothing meanwhile.
 DEAD_AFTER = 100 * BEAT
-GRAD_ROW, EXCHANGE_ROW = 0, 1
 NAN = float("nan")
 
 
@@ -56,12 +57,10 @@ def _receiver(q: queue.Queue, size: int, dtype: torch.dtype, workers: int) -> No
     while byes < workers:
         header = torch.empty(4, dtype=torch.float64)
         try:
-            work = dist.irecv(header, src=None, tag=HEADER)
-            work.wait()
+            src = dist.recv(header, src=None, tag=HEADER)  # any source; returns the sender
         except RuntimeError as err:
             q.put(("error", str(err)))
             return
-        src = work._source_rank()
         if int(header[0]) == BYE:
             byes += 1
             q.put(("bye", src))
@@ -152,19 +151,19 @@ class Workers:
 
 
 def _next(q: queue.Queue, timeout: float, pool: Workers):
-    """The server's next item from its queue: a push ``(src, header, tensor, arrived)`` or
-    ``("bye", rank)``; lost workers are handled (and may end the run) on the way."""
-    while True:
-        try:
-            item = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"server: no message from a worker within {timeout:g} s") from None
-        if item[0] == "error":
-            raise RuntimeError(f"server: receiving failed: {item[1]}")
-        if item[0] == "lost":
-            pool.lost(item[1] - 1)
-            continue
-        return item
+    """The server's next item from its queue: a push ``(src, header, tensor, arrived)``,
+    ``("bye", rank)`` or ``("lost", rank)``, a lost worker handled first (which may end the
+    run). A loss is returned, not waited past, so that the caller's loop sees it: the last
+    worker's loss can come after every other worker has said goodbye."""
+    try:
+        item = q.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"server: no message from a worker within {timeout:g} s") from None
+    if item[0] == "error":
+        raise RuntimeError(f"server: receiving failed: {item[1]}")
+    if item[0] == "lost":
+        pool.lost(item[1] - 1)
+    return item
 
 
 def _start_server(r, size: int, dtype: torch.dtype, pool: Workers) -> queue.Queue:
@@ -199,7 +198,7 @@ def server(r, t0: float) -> torch.Tensor:
     timeout = float(r.job["wait_timeout"])
     while agg.version < r.updates:
         item = _next(q, timeout, pool)
-        if item[0] == "bye":
+        if item[0] in ("bye", "lost"):
             continue
         src, header, g, arrived = item
         w = src - 1
@@ -207,7 +206,9 @@ def server(r, t0: float) -> torch.Tensor:
         before = agg.version
         a = agg.push(w, version, g)
         compute, loss = float(header[2]), float(header[3])
-        r.record([GRAD_ROW, a.update, arrived - t0, w, version, a.used, batch, compute, NAN, loss])
+        r.record(
+            Row(RowKind.GRAD, a.update, arrived - t0, w, version, a.used, batch, compute, NAN, loss)
+        )
         if agg.version > before:
             now = time.monotonic() - t0
             r.record({"update": before, "time": now})  # its used rows' time
@@ -297,7 +298,9 @@ def worker(r, t0: float) -> None:
             if msg is not None or r.scheme.rule.barrier:  # a dropped gradient of that update
                 now = time.monotonic()
                 took = now - start
-                r.record([GRAD_ROW, version, now - t0, w, version, False, j, took, NAN, loss])
+                r.record(
+                    Row(RowKind.GRAD, version, now - t0, w, version, False, j, took, NAN, loss)
+                )
             j += 1
             continue
         _push([version, j, time.monotonic() - start, loss], g)
@@ -333,6 +336,7 @@ def replica_server(r, t0: float) -> torch.Tensor:
         item = _next(q, timeout, pool)
         if item[0] == "bye":
             byes.add(item[1] - 1)
+        if item[0] in ("bye", "lost"):
             continue
         src, header, message, arrived = item
         w = src - 1
@@ -342,11 +346,10 @@ def replica_server(r, t0: float) -> torch.Tensor:
         pool.send(w, k, torch.cat([new, points[0]]))
         now = time.monotonic()
         r.snapshot(k + 1, centre)
-        row = [EXCHANGE_ROW, k, now - t0, w, int(header[0]), True, -1, 0.0, now - arrived]
-        r.record([*row, NAN])
+        steps = int(header[0])
+        r.record(Row(RowKind.EXCHANGE, k, now - t0, w, steps, True, -1, 0.0, now - arrived, NAN))
         local = message[size:].clone() if carries else None
-        workers[str(w)] = {"x": new, "point": points[0].clone(), "local": local}
-        workers[str(w)]["steps"] = int(header[0])
+        workers[str(w)] = {"x": new, "point": points[0].clone(), "local": local, "steps": steps}
         k += 1
         if r.due(k):
             state_k = {"centre": centre, "exchange": state, "k": k, "workers": workers}
@@ -373,7 +376,7 @@ def replica_worker(r, t0: float) -> None:
         g, loss, took = r.compute(w, t, rules.local.point(point, local))
         step, local = rules.local.update(g, local)
         x = point = step.apply(x)
-        r.record([GRAD_ROW, t, start + took - t0, w, t, True, t, took, 0.0, loss])
+        r.record(Row(RowKind.GRAD, t, start + took - t0, w, t, True, t, took, 0.0, loss))
         if (t + 1) % tau == 0:
             _push([t + 1, -1, 0.0, NAN], x if local is None else torch.cat([x, local]))
             msg = _take(q, timeout, w)

@@ -15,7 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 
 __all__ = ["register"]
 
@@ -46,7 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("spec", help="sweep spec (TOML; see toolkit.sweeps.spec)")
     r.add_argument("--out", required=True, help="sweep directory (created; reused when it exists)")
     r.add_argument(
-        "--jobs", type=int, default=None, help="parallel runs (default: the CPUs, at most 8)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel runs (default: the cores, at most 8); more than the cores are cut to "
+        "them unless --force-jobs, and never more than the runs to do",
+    )
+    r.add_argument(
+        "--force-jobs", action="store_true", help="start --jobs workers even beyond the cores"
     )
     r.add_argument(
         "--executor",
@@ -94,12 +101,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import sys
-
+    from toolkit.limits import cores
     from toolkit.sweeps.runner import SweepInterrupted, run_sweep
     from toolkit.sweeps.store import status
 
-    jobs = args.jobs if args.jobs is not None else min(8, os.cpu_count() or 1)
+    jobs = args.jobs if args.jobs is not None else min(8, cores())
+    here = args.executor == "local" or (args.executor == "ray" and args.address is None)
+    if here and jobs > cores() and not args.force_jobs:  # processes on this machine
+        print(
+            f"--jobs: {jobs} is more than this machine's {cores()} cores; running {cores()} "
+            "(--force-jobs to start more)",
+            file=sys.stderr,
+        )
+        jobs = cores()
     parameters = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
     try:
         summary = run_sweep(

@@ -277,7 +277,11 @@ def _submitit(
     if cluster == "local":
         ex = submitit.LocalExecutor(folder=folder)
     else:
-        ex = submitit.AutoExecutor(folder=folder, cluster=None if cluster == "auto" else cluster)
+        try:
+            ex = submitit.AutoExecutor(folder, cluster=None if cluster == "auto" else cluster)
+        except RuntimeError as err:  # no Slurm here ("Could not detect srun")
+            why = f"cluster: {err} (--submitit-cluster local runs the tasks here)"
+            raise ConfigError("cluster", why) from None
     ex.update_parameters(**{"timeout_min": 24 * 60, **parameters})
     jobs = ex.map_array(function, tasks)
     for job in jobs:

@@ -44,6 +44,14 @@ apply in order of their paths' depth (``scheme`` before ``scheme.n``). The spec 
 before anything runs: an unknown key or a wrong type is an error naming it and its line, and every
 point must make a valid RunConfig. With a ``[protocol]`` table the grid's points are the cells and
 the starting lr grid of the protocol, which owns the seeds (:mod:`toolkit.sweeps.protocol`).
+
+A spec holds at most :data:`MAX_POINTS` points, counted from its lists without building them
+(:attr:`SweepSpec.size`). Reading a spec builds each distinct value once (each value of each grid
+axis with the other axes at their first values, and each quasi-random point), not every point of
+the product; :meth:`SweepSpec.points` builds the points as they are read, so a combination of
+valid values that makes no valid RunConfig (KAsync's ``scheme.k`` above its ``scheme.n``, say) is
+an error naming the point when the points are read, which the runner does before any run starts.
+With ``skip_invalid`` the points are built at once, the refused ones left out.
 """
 
 from __future__ import annotations
@@ -51,9 +59,12 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import operator
 import re
 import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from scipy.stats import qmc
@@ -62,8 +73,11 @@ from toolkit.checks import ConfigError, check_choice, check_int, check_real
 from toolkit.runs.config import RunConfig
 from toolkit.sweeps.protocol import Protocol
 
-__all__ = ["Axis", "SweepSpec"]
+__all__ = ["MAX_POINTS", "Axis", "Points", "SweepSpec"]
 
+# The most points a spec may hold: at a second per run, more than a day on one core; the runner
+# and the store build every point to read its id (1-2 ms each, measured on 2 cores).
+MAX_POINTS = 100_000
 SEQUENCES = ("sobol", "halton")
 _TOP = ("name", "base", "grid", "random", "protocol", "skip_invalid")
 
@@ -138,6 +152,23 @@ class SweepSpec:
                 "skip_invalid", f"skip_invalid: expected a list of config fields, got {skip!r}"
             )
         object.__setattr__(self, "skip_invalid", tuple(skip))
+        if self.size > MAX_POINTS:
+            axes = [f"{path} ({len(values)})" for path, values in self.grid.items()]
+            if self.axes:
+                axes.append(f"random.count ({self.count})")
+            field_ = "grid" if self.grid else "random.count"
+            raise ConfigError(
+                field_,
+                f"{field_}: {' x '.join(axes)} = {self.size:,} points, above the limit of "
+                f"{MAX_POINTS:,} a sweep may hold; split it into smaller sweeps",
+            )
+
+    @property
+    def size(self) -> int:
+        """The number of points, counted without building them: the product of the grid's list
+        lengths times ``random.count`` (1 without quasi-random axes)."""
+        grid = math.prod(len(values) for values in self.grid.values())
+        return grid * (self.count if self.axes else 1)
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -149,7 +180,7 @@ class SweepSpec:
             raise ConfigError("spec", f"spec: not TOML ({err})") from None
         try:
             spec = cls._from_dict(data)
-            spec.points()  # every point must be a valid RunConfig
+            spec.points()  # each distinct value must make a valid RunConfig (Points.check)
             if spec.protocol is not None:
                 spec.protocol.check(spec)
         except ConfigError as err:
@@ -232,34 +263,98 @@ class SweepSpec:
             for i in range(self.count)
         ]
 
-    def points(self) -> list[RunConfig]:
-        """Every point of the sweep as a RunConfig: the grid's product times the random points,
-        less the points whose config is refused for a field named in ``skip_invalid`` (e.g.
-        ``momentum`` crossed with replica schemes, which take no momentum on shared
+    def points(self) -> Sequence[RunConfig]:
+        """Every point of the sweep as a RunConfig, the grid's product times the random points:
+        a sequence that builds each point as it is read (module docstring). The points that
+        hold each distinct value are built here once, so a bad value is an error at once. With
+        ``skip_invalid``, a list of the points less those whose config is refused for one of its
+        fields (e.g. ``momentum`` crossed with replica schemes, which take no momentum on shared
         parameters); any other invalid point is an error."""
-        paths = sorted(self.grid, key=lambda p: p.count("."))
-        out, skipped = [], 0
-        for values in itertools.product(*(self.grid[p] for p in paths)):
-            for extra in self.random_points():
-                table = copy.deepcopy(self.base)
-                assigned = [*zip(paths, values, strict=True), *extra.items()]
-                for path, value in assigned:
-                    _set(table, path, value)
-                try:
-                    out.append(RunConfig.from_dict(table))
-                except ConfigError as err:
-                    if err.field in self.skip_invalid:
-                        skipped += 1
-                        continue
-                    point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
-                    raise _PointError(
-                        err.field,
-                        f"{err}" + (f" (at the point {point})" if point else ""),
-                        _where(err.field, paths, extra),
-                    ) from None
-        if skipped and not out:
+        return self._points
+
+    @cached_property
+    def _points(self) -> Sequence[RunConfig]:
+        points = Points(self)
+        if not self.skip_invalid:
+            points.check()
+            return points
+        kept = [c for c in points.built() if c is not None]
+        if not kept:
             raise ConfigError("skip_invalid", "skip_invalid: every point of the grid was skipped")
-        return out
+        return kept
+
+
+class Points(Sequence):
+    """The points of a :class:`SweepSpec`, built as they are read: point i is grid point
+    ``i // R`` (``itertools.product`` order over the grid's paths by depth) with random point
+    ``i % R``, R the random points (1 without quasi-random axes)."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.paths = sorted(spec.grid, key=lambda p: p.count("."))
+        self.randoms = spec.random_points()
+
+    def __len__(self) -> int:
+        return self.spec.size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = operator.index(i)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"point {i} of a sweep of {n}")
+        g, r = divmod(i % n, len(self.randoms))
+        values = []
+        for path in reversed(self.paths):
+            g, d = divmod(g, len(self.spec.grid[path]))
+            values.append(self.spec.grid[path][d])
+        return self._build(values[::-1], self.randoms[r])
+
+    def __iter__(self) -> Iterator[RunConfig]:
+        for values in itertools.product(*(self.spec.grid[p] for p in self.paths)):
+            for extra in self.randoms:
+                yield self._build(values, extra)
+
+    def built(self) -> Iterator[RunConfig | None]:
+        """Every point in order, None for one refused for a field in ``skip_invalid``."""
+        for values in itertools.product(*(self.spec.grid[p] for p in self.paths)):
+            for extra in self.randoms:
+                try:
+                    yield self._build(values, extra)
+                except ConfigError as err:
+                    if err.field not in self.spec.skip_invalid:
+                        raise
+                    yield None
+
+    def check(self) -> None:
+        """Build the points that hold each distinct value once: the first value of every axis,
+        then each further value of each grid axis with the others at their first values, and
+        each further random point; an error names the point."""
+        first = [self.spec.grid[p][0] for p in self.paths]
+        self._build(first, self.randoms[0])
+        for k, path in enumerate(self.paths):
+            for value in self.spec.grid[path][1:]:
+                self._build([*first[:k], value, *first[k + 1 :]], self.randoms[0])
+        for extra in self.randoms[1:]:
+            self._build(first, extra)
+
+    def _build(self, values: Sequence, extra: dict) -> RunConfig:
+        """The RunConfig of the base with the grid ``values`` (in :attr:`paths` order) and the
+        random point ``extra`` applied."""
+        table = copy.deepcopy(self.spec.base)
+        assigned = [*zip(self.paths, values, strict=True), *extra.items()]
+        for path, value in assigned:
+            _set(table, path, value)
+        try:
+            return RunConfig.from_dict(table)
+        except ConfigError as err:
+            point = ", ".join(f"{p} = {v!r}" for p, v in assigned)
+            raise _PointError(
+                err.field,
+                f"{err}" + (f" (at the point {point})" if point else ""),
+                _where(err.field, self.paths, extra),
+            ) from None
 
 
 class _PointError(ConfigError):

@@ -229,14 +229,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if m < 2:
         raise ConfigError("machines", f"machines must be >= 2 for the demo, got {m}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     dist = _dist(args)
     comm = comm_from_args(args)
     print(
         f"cluster: {m} machines, step time ~ {args.dist} (mean {float(dist.mean()):.6g}), "
         f"comm = {comm if comm is not None else 'none'}"
     )
-    steps = _demo_step_times(m, dist, comm, args.seed)
+    steps = _demo_step_times(m, dist, comm, args.seed)  # refuses a cluster too large first
+    out.mkdir(parents=True, exist_ok=True)
     print("\npredicted step time (per update; per local step for replica schemes) and throughput")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(steps.to_string(index=False, float_format=lambda v: f"{v:.5g}"))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.checks import ConfigError, check_array, check_int, check_positive
+from toolkit.limits import check_memory
 
 __all__ = ["mva", "ps_bounds", "saturation_point"]
 
@@ -39,6 +40,8 @@ def mva(n: int, think: float, service: float) -> pd.DataFrame:
     ``upper`` = min(k / (Z + s), 1 / s) and ``lower`` = k / (Z + k s)."""
     n = check_int("n", n, 1)
     think, service = _check_queue(think, service)
+    # the table: 7 columns of n values, and the arrays they are built from (measured: 112 B/n)
+    check_memory("n", f"the MVA table of n={n} rows", 128 * n)
     k = np.arange(1, n + 1)
     x = np.empty(n)
     r = np.empty(n)

@@ -21,7 +21,6 @@ import inspect
 import json
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.checks import ConfigError, check_int, check_positive
+from toolkit.files import atomic_write
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = [
@@ -130,12 +130,14 @@ def _cached(num_samples: int, seed: int, use_disk: bool) -> tuple[np.ndarray, np
             pass  # a corrupt cache file: regenerate and overwrite it
     x, y = _generate(num_samples, seed)
     if use_disk:
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as f:  # a file: np.savez would add ".npz" to a path
+                np.savez(f, x=x, y=y)
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so concurrent sweeps never read a half-written file.
-            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
-                np.savez(f, x=x, y=y)
-            os.replace(f.name, path)
+            atomic_write(path, save)  # concurrent sweeps never read a half-written file
         except OSError as err:
             warnings.warn(f"mnist1d: could not write cache {path}: {err}", stacklevel=3)
     return _readonly(x), _readonly(y)
