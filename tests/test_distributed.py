@@ -713,3 +713,21 @@ def _live_children() -> set[int]:
         if fields[1] == me and fields[0] != "Z":
             found.add(int(stat.parent.name))
     return found
+
+
+def test_run_refuses_what_the_real_backend_cannot_run_before_making_its_directory(tmp_path):
+    """toolkit.runs.run asks the engine first: too many ranks, a time budget or a plateau are
+    refused naming the field, and no run directory is left behind."""
+    engine = EngineSpec("distributed")
+    bad = [
+        (RunConfig(scheme=Sync(1000), workload="logreg", updates=5, engine=engine), "scheme.n"),
+        (
+            RunConfig(scheme=Sync(2), workload="logreg", time_budget=5.0, engine=engine),
+            "time_budget",
+        ),
+    ]
+    for config, field in bad:
+        out = tmp_path / field
+        with pytest.raises(ValueError, match=rf"^{field}") as err:
+            run(config, out)
+        assert err.value.field == field and not out.exists()

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit.checks import ConfigError
+from toolkit.checks import ConfigError, check_positive
 from toolkit.cluster.schedule import RowKind
 from toolkit.distributed.collective import ROW, Row
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
+from toolkit.distributed.launch import check_ranks
 from toolkit.replay.batched import FlatModel
 from toolkit.replay.results import Results
 from toolkit.replay.train import provenance
@@ -71,6 +72,28 @@ class DistributedEngine:
 
     name = "distributed"
 
+    def check(
+        self,
+        config: RunConfig,
+        *,
+        timeout: float | None = None,
+        wait_timeout: float = 30.0,
+    ) -> None:
+        """What the real backend cannot run, refused before a directory or a process exists:
+        a time budget, a target or a plateau (it runs a fixed number of updates), bad bounds,
+        and more ranks than the machine hosts (:func:`~toolkit.distributed.launch.check_ranks`)."""
+        for name in ("time_budget", "target", "plateau"):
+            if getattr(config, name) is not None:
+                raise ConfigError(
+                    name,
+                    f"{name}: the real backend runs a fixed number of updates; give updates "
+                    "instead",
+                )
+        if timeout is not None:
+            check_positive("timeout", timeout)
+        check_positive("wait_timeout", wait_timeout)
+        check_ranks(config.scheme, config.engine.collective is not False)
+
     def run(
         self,
         config: RunConfig,
@@ -83,13 +106,7 @@ class DistributedEngine:
     ) -> RunOutcome:
         if schedule is not None:
             raise ConfigError("schedule", "schedule: the distributed engine measures its Schedule")
-        for name in ("time_budget", "target", "plateau"):
-            if getattr(config, name) is not None:
-                raise ConfigError(
-                    name,
-                    f"{name}: the real backend runs a fixed number of updates; give updates "
-                    "instead",
-                )
+        self.check(config, timeout=timeout, wait_timeout=wait_timeout)
         prep = prepare(config)
         updates = prep.updates
         engine = config.engine

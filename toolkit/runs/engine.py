@@ -137,6 +137,10 @@ class Engine(Protocol):
 
     name: str
 
+    def check(self, config: RunConfig, **options: Any) -> None:
+        """Refuse (a ConfigError naming the field) what this engine cannot run, before any run
+        directory or process is made."""
+
     def run(
         self,
         config: RunConfig,

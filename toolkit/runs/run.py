@@ -67,6 +67,7 @@ def run(
             "out", f"out: expected a directory path, got {type(out).__name__} {out!r}"
         )
     engine = get_engine(config.engine.name)
+    engine.check(config, **options)  # before the run directory: a refusal leaves nothing
     directory = None
     if out is not None:
         directory = RunDirectory(out, config, resume=resume, overwrite=overwrite)
@@ -135,6 +136,11 @@ class ReplayEngine:
 
     name = "replay"
 
+    def check(self, config: RunConfig, **options) -> None:
+        if options:
+            name = sorted(options)[0]
+            raise ConfigError(name, f"{name}: not an option of the replay engine")
+
     def run(
         self,
         config: RunConfig,
@@ -144,9 +150,7 @@ class ReplayEngine:
         schedule: Schedule | None = None,
         **options,
     ) -> RunOutcome:
-        if options:
-            name = sorted(options)[0]
-            raise ConfigError(name, f"{name}: not an option of the replay engine")
+        self.check(config, **options)
         prep = prepare(config)
         saved = directory.load_schedule() if directory is not None else None
         schedule = saved if saved is not None else schedule
