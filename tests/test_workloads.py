@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import random
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -271,6 +276,54 @@ def test_mnist1d_disk_cache_round_trip(tmp_path, monkeypatch):
     path.write_bytes(b"not an npz")  # a corrupt cache file is regenerated, not an error
     x_again, _ = m1d._cached.__wrapped__(50, 3, True)
     np.testing.assert_array_equal(x_again[:40], x)
+
+
+# A process that waits for the file named by its first argument, then reads MNIST-1D through the
+# disk cache and prints a digest of the arrays. Each rename is held for a second, so the writes
+# of processes that generate at about the same time overlap.
+FIRST_USE = """
+import hashlib, os, sys, time
+from pathlib import Path
+from toolkit.workloads.mnist1d import mnist1d_arrays
+real_replace = os.replace
+def held_replace(src, dst):
+    time.sleep(1.0)
+    return real_replace(src, dst)
+os.replace = held_replace
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.01)
+x, y, _, _ = mnist1d_arrays(400, 100, seed=11)
+print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.integration
+def test_mnist1d_cache_is_safe_for_concurrent_first_use(tmp_path):
+    """Three processes fill an empty cache at once (as test workers or a sweep's pool do): each
+    reads the arrays that generating them in memory gives, without a warning (an error here:
+    ``-W error``), and the cache holds the one complete file, no temporary one."""
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-W", "error", "-c", FIRST_USE, str(go)]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(command, env=env, **pipes) for _ in range(3)]
+    try:
+        time.sleep(0.5)  # the imports, mostly; the processes poll for the go file
+        go.touch()
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    x, y, _, _ = m1d.mnist1d_arrays(400, 100, seed=11, disk_cache=False)
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    assert [out.strip() for out, _ in outputs] == [digest] * 3
+    assert [p.name for p in cache.iterdir()] == [m1d.cache_key(500, 11)]
+    with np.load(cache / m1d.cache_key(500, 11)) as f:
+        x_file, y_file = f["x"][:400], f["y"][:400]  # the file holds the 100 test samples too
+    assert hashlib.sha256(x_file.tobytes() + y_file.tobytes()).hexdigest() == digest
 
 
 def test_mnist1d_cache_key_covers_package_version_and_generation_args(monkeypatch):
