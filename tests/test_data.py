@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from toolkit.cli import main
 from toolkit.models import Empirical, Trace
@@ -14,6 +15,7 @@ from toolkit.models import Empirical, Trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_traces_are_reproduced_by_their_script(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "data" / "make_traces.py"), str(tmp_path)],

@@ -116,6 +116,7 @@ REPLICAS = [LocalSGD(3, 2), DiLoCo(3, 2), EASGD(3, 2, 0.2, momentum=0.5)]
 REPLICAS += [EASGD(3, 2, 0.2, synchronous=False)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scheme", SHARED + REPLICAS, ids=str)
 def test_replay_of_the_measured_schedule_reaches_the_backends_parameters(scheme):
     """Every scheme on real processes: replaying the measured Schedule (same seed, so the same
@@ -141,6 +142,8 @@ def test_replay_of_the_measured_schedule_reaches_the_backends_parameters(scheme)
     assert not torch.equal(params, train(schedule, "logreg", lr=0.1, seed=4).params)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("scheme", [Sync(3), Backup(3, 1), Async(4)], ids=str)
 def test_measured_step_time_and_staleness_against_theory_and_the_clock(scheme):
     """Injected shifted-exponential delays of 80 ms + Exp(40 ms) (the same per-worker streams
@@ -169,6 +172,7 @@ def test_bad_input_is_refused_before_any_process_starts():
         run_distributed(RunConfig(scheme=Sync(2), workload="logreg"))
 
 
+@pytest.mark.integration
 def test_killing_the_launcher_leaves_no_rank_behind(tmp_path):
     code = (
         "from toolkit.runs import RunConfig\n"
@@ -199,7 +203,9 @@ def test_killing_the_launcher_leaves_no_rank_behind(tmp_path):
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, timeout=30
+    )
     return [int(p) for p in out.stdout.split()]
 
 
@@ -211,6 +217,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_cli_runs_a_scheme_and_writes_its_schedule(tmp_path):
     out = tmp_path / "d"
     command = [sys.executable, "-m", "toolkit", "distributed", "--scheme", "backup", "--n", "2"]
@@ -268,6 +276,8 @@ def _rank_pid(out, rank: int) -> int:
     raise AssertionError(f"rank {rank} not found")
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
     for scheme, updates in ((Backup(2, 1), 100), (Async(3), 300)):  # about 4 s each
         config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, seed=1)
@@ -283,6 +293,8 @@ def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
         torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_asynchronous_easgd_carries_on_after_a_worker_is_killed(tmp_path):
     scheme = EASGD(3, 2, 0.2, synchronous=False)
     config = RunConfig(scheme=scheme, workload="logreg", updates=150, lr=0.1, seed=1)
@@ -297,6 +309,8 @@ def test_asynchronous_easgd_carries_on_after_a_worker_is_killed(tmp_path):
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
     config = RunConfig(scheme=Backup(3, 0), workload="logreg", updates=400, lr=0.1)
     kw = dict(time_scale=0.03, timeout=120, collective=False)  # through the server
@@ -305,6 +319,8 @@ def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
     assert "rank 2 died (SIGKILL)" in str(error) and "needs 3" in str(error)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("scheme", [Sync(3), LocalSGD(3, 2)], ids=str)
 def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
     config = RunConfig(scheme=scheme, workload="logreg", updates=400, lr=0.1)
@@ -312,6 +328,8 @@ def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
     assert isinstance(error, RuntimeError) and "rank 1 died (SIGKILL)" in str(error)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_workers_stop_when_the_server_is_killed(tmp_path):
     config = RunConfig(scheme=Async(2), workload="logreg", updates=4000, lr=0.1)
     error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03, timeout=120)
@@ -320,6 +338,8 @@ def test_workers_stop_when_the_server_is_killed(tmp_path):
 
 
 # ------------------------------------------------------------------ run directories and sweeps
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     """``toolkit run CONFIG --backend distributed``: a run directory with the measured Schedule
     and a Results table whose every column replay agrees with: replaying the measured Schedule
@@ -354,6 +374,8 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_sweep_runs_its_points_on_the_backend(tmp_path):
     spec = SweepSpec.from_toml(
         'name = "measured"\n'
@@ -371,6 +393,8 @@ def test_a_sweep_runs_its_points_on_the_backend(tmp_path):
         SweepSpec.from_toml('[base]\nworkload = "logreg"\n[engine]\nname = "torchrun"\n')
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_sync_runs_measured_trace_predicts_a_backup_run(tmp_path):
     """Closing the loop: the per-gradient step times a Sync(4) run measured (``trace.csv``, read
     back by ``Empirical``) predict, through ``theory.step_time`` and through the clock, the
@@ -400,6 +424,7 @@ def test_a_sync_runs_measured_trace_predicts_a_backup_run(tmp_path):
     assert predicted < 0.95 * measured["sync"]  # a backup worker pays on this cluster
 
 
+@pytest.mark.integration
 def test_ranks_started_by_torchrun_write_a_run_that_collect_reads(tmp_path):
     """The multi-node route on one node: ``write_job``, the ranks started by torchrun (its own
     c10d rendezvous and environment, as on a cluster), then ``collect``: the measured Schedule
@@ -423,6 +448,8 @@ def test_ranks_started_by_torchrun_write_a_run_that_collect_reads(tmp_path):
     torch.testing.assert_close(res.params, params, rtol=0, atol=1e-6)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     "scheme",
     [Delayed(3, 1), KAsync(3, 2), EASGD(2, 2, 0.2), EASGD(2, 2, 0.2, 0.5, synchronous=False)],
@@ -470,6 +497,8 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
     np.testing.assert_allclose(res.frame["test_loss"], replayed.frame["test_loss"], atol=1e-5)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_rank_refuses_a_wrong_world_size_or_an_unreachable_master(tmp_path):
     """Started by hand or by a launcher (torchrun, srun), a rank checks its environment
     before any training: the world size the scheme needs, and a rendezvous it can reach

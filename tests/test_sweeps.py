@@ -249,6 +249,8 @@ lr = [0.01, 100.0]
     assert set(tables["failures"]["error"]) == {"RuntimeError: this workload cannot be built"}
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(
@@ -291,6 +293,7 @@ def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs
 
 
 # ------------------------------------------------------------------ back-ends
+@pytest.mark.integration
 def test_local_pool_gives_the_numbers_of_one_by_one(tmp_path):
     spec = SweepSpec.from_toml(TINY)
     serial = run_sweep(spec, tmp_path / "one", jobs=1, progress=False)
@@ -317,6 +320,8 @@ def _kill_first_attempt(task: dict) -> dict:
     return runner.run_point(task)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(200)
 def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
     from ray import cloudpickle  # Ray's own copy pickles its remote functions
@@ -342,6 +347,8 @@ def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     )
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(200)
 def test_submitit_backend_with_its_local_executor(tmp_path, watchdog):
     import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
 
@@ -480,7 +487,8 @@ def test_sensitivity_is_over_seeds_per_lr():
 
 
 # ------------------------------------------------------------------ the quick spec
-@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(900)
 def test_quick_spec_end_to_end_with_its_report(tmp_path):
     out = tmp_path / "quick"
     command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/quick.toml"]
