@@ -39,6 +39,9 @@ from toolkit.schemes import (
 from toolkit.sweeps import SweepSpec, run_sweep
 from toolkit.theory import step_time
 
+# Real processes: up to ~2.5 min a test on a 2-core machine at load 16 (the default is 120 s).
+pytestmark = pytest.mark.timeout(600)
+
 
 def grad(i: int) -> torch.Tensor:
     return torch.tensor([0.1 + 0.2 * i, 0.9 + 0.2 * i], dtype=torch.float64)
@@ -143,7 +146,6 @@ def test_replay_of_the_measured_schedule_reaches_the_backends_parameters(scheme)
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize("scheme", [Sync(3), Backup(3, 1), Async(4)], ids=str)
 def test_measured_step_time_and_staleness_against_theory_and_the_clock(scheme):
     """Injected shifted-exponential delays of 250 ms + Exp(125 ms) (the same per-worker streams
@@ -219,7 +221,6 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_cli_runs_a_scheme_and_writes_its_schedule(tmp_path):
     out = tmp_path / "d"
     command = [sys.executable, "-m", "toolkit", "distributed", "--scheme", "backup", "--n", "2"]
@@ -278,7 +279,6 @@ def _rank_pid(out, rank: int) -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
     for scheme, updates in ((Backup(2, 1), 100), (Async(3), 300)):  # about 4 s each
         config = RunConfig(scheme=scheme, workload="logreg", updates=updates, lr=0.1, seed=1)
@@ -295,7 +295,6 @@ def test_backup_and_async_carry_on_after_a_worker_is_killed(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_asynchronous_easgd_carries_on_after_a_worker_is_killed(tmp_path):
     scheme = EASGD(3, 2, 0.2, synchronous=False)
     config = RunConfig(scheme=scheme, workload="logreg", updates=150, lr=0.1, seed=1)
@@ -311,7 +310,6 @@ def test_asynchronous_easgd_carries_on_after_a_worker_is_killed(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
     config = RunConfig(scheme=Backup(3, 0), workload="logreg", updates=400, lr=0.1)
     kw = dict(time_scale=0.03, timeout=120, collective=False)  # through the server
@@ -321,7 +319,6 @@ def test_backup_stops_when_fewer_than_n_workers_are_left(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize("scheme", [Sync(3), LocalSGD(3, 2)], ids=str)
 def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
     config = RunConfig(scheme=scheme, workload="logreg", updates=400, lr=0.1)
@@ -330,7 +327,6 @@ def test_a_collective_run_stops_naming_the_dead_rank(tmp_path, scheme):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_workers_stop_when_the_server_is_killed(tmp_path):
     config = RunConfig(scheme=Async(2), workload="logreg", updates=4000, lr=0.1)
     error, _ = _run_and_kill(config, tmp_path, rank=0, time_scale=0.03, timeout=120)
@@ -340,7 +336,6 @@ def test_workers_stop_when_the_server_is_killed(tmp_path):
 
 # ------------------------------------------------------------------ run directories and sweeps
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     """``toolkit run CONFIG --backend distributed``: a run directory with the measured Schedule
     and a Results table whose every column replay agrees with: replaying the measured Schedule
@@ -376,7 +371,6 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_a_sweep_runs_its_points_on_the_backend(tmp_path):
     spec = SweepSpec.from_toml(
         'name = "measured"\n'
@@ -395,7 +389,6 @@ def test_a_sweep_runs_its_points_on_the_backend(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_a_sync_runs_measured_trace_predicts_a_backup_run(tmp_path):
     """Closing the loop: the per-gradient step times a Sync(4) run measured (``trace.csv``, read
     back by ``Empirical``) predict, through ``theory.step_time`` and through the clock, the
@@ -451,7 +444,6 @@ def test_ranks_started_by_torchrun_write_a_run_that_collect_reads(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     "scheme",
     [Delayed(3, 1), KAsync(3, 2), EASGD(2, 2, 0.2), EASGD(2, 2, 0.2, 0.5, synchronous=False)],
@@ -500,7 +492,6 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
 def test_a_rank_refuses_a_wrong_world_size_or_an_unreachable_master(tmp_path):
     """Started by hand or by a launcher (torchrun, srun), a rank checks its environment
     before any training: the world size the scheme needs, and a rendezvous it can reach

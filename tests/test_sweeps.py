@@ -68,8 +68,9 @@ seed = [0, 1]
 
 @pytest.fixture
 def watchdog():
-    """End the test process (with tracebacks) if a back-end blocks for 240 s."""
-    faulthandler.dump_traceback_later(240, exit=True)
+    """End the test process (with tracebacks) if a back-end blocks for 660 s: beyond the test's
+    own timeout (600 s), in case a blocking call never gives the timeout's signal a chance."""
+    faulthandler.dump_traceback_later(660, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
 
@@ -321,7 +322,7 @@ def _kill_first_attempt(task: dict) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(600)  # Ray or submitit on a loaded 2-core machine: up to ~4 min
 def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
     from ray import cloudpickle  # Ray's own copy pickles its remote functions
@@ -348,7 +349,7 @@ def test_ray_backend_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(600)  # Ray or submitit on a loaded 2-core machine: up to ~4 min
 def test_submitit_backend_with_its_local_executor(tmp_path, watchdog):
     import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
 

@@ -298,6 +298,7 @@ print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_mnist1d_cache_is_safe_for_concurrent_first_use(tmp_path):
     """Three processes fill an empty cache at once (as test workers or a sweep's pool do): each
     reads the arrays that generating them in memory gives, without a warning (an error here:
