@@ -5,7 +5,12 @@ PY := $(VENV)/bin/python
 # The CPU wheel: an unpinned torch pulls a multi-GB CUDA build. Override with TORCH= for a GPU box.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint paper bench clean
+# Test workers (pytest-xdist): one per core of the 2-core CI machine; `make test WORKERS=8`.
+WORKERS ?= 2
+# --dist loadgroup: tests marked xdist_group (those sharing the paper build) run on one worker.
+PYTEST := $(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+
+.PHONY: demo test test-fast test-integration lint paper bench clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +25,16 @@ lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint  ## lint, format check and the whole test suite
-	$(PY) -m pytest -q
+# Both sets in one session (integration tests first, tests/conftest.py): the short tests fill
+# the end. pytest's exit code 5 (no test collected) fails a target, as any non-zero code does.
+test: lint  ## lint, format check and the whole test suite (what CI runs)
+	$(PYTEST)
+
+test-fast: $(VENV)/.ready  ## the inner loop: every test not marked integration
+	$(PYTEST) -m "not integration"
+
+test-integration: $(VENV)/.ready  ## processes, servers, the paper build, whole sweeps
+	$(PYTEST) -m integration
 
 # Execute every notebook (quick profile) and compile paper/paper.typ into paper/build/paper.pdf,
 # from the committed data/; FULL=1 re-runs the paper sweep first (resumable, about 50 min on 2 CPUs).

@@ -336,6 +336,7 @@ def test_the_three_subcommands_report_bad_flags_alike(command, flags, message, c
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.integration
 def test_theory_commands_do_not_import_torch():
     code = (
         "import sys; from toolkit.cli import main; "
@@ -343,6 +344,8 @@ def test_theory_commands_do_not_import_torch():
         f"'--comm', {DEFAULT_COMM!r}]); "
         "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch imported'"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert "step_time" in r.stdout

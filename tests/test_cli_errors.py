@@ -89,6 +89,7 @@ def test_cuda_on_a_cpu_build_says_what_to_install(tmp_path, capsys):
     _one_line_error(capsys, "device", "CUDA", "--device cpu")
 
 
+@pytest.mark.integration
 def test_debug_shows_the_traceback():
     done = subprocess.run(
         [
@@ -112,6 +113,7 @@ def test_debug_shows_the_traceback():
     assert "toolkit.checks.ConfigError: --n must be an integer >= 1, got 0" in done.stderr
 
 
+@pytest.mark.integration
 def test_a_closed_pipe_ends_quietly():
     cmd = [sys.executable, "-m", "toolkit", "theory", "backups", "--machines", "3000", *DIST]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -135,18 +137,20 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_gives_exit_code_130_without_a_traceback():
-    cmd = [
-        sys.executable,
-        "-m",
-        "toolkit",
-        "theory",
-        "backups",
-        "--machines",
-        "5000000",
-        "--dist",
-        "lognorm(0.5)",
-    ]
+# The command line of ``python -m toolkit``, after touching the file named by its first argument
+# once every module the command needs is imported: the test then knows the command is running.
+ANNOUNCED = (
+    "import pathlib, sys, toolkit.cli, toolkit.theory.cli\n"
+    "pathlib.Path(sys.argv.pop(1)).touch()\n"
+    "raise SystemExit(toolkit.cli.main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.integration
+def test_ctrl_c_gives_exit_code_130_without_a_traceback(tmp_path):
+    started = tmp_path / "started"
+    cmd = [sys.executable, "-c", ANNOUNCED, str(started)]
+    cmd += ["theory", "backups", "--machines", "5000000", "--dist", "lognorm(0.5)"]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -156,7 +160,11 @@ def test_ctrl_c_gives_exit_code_130_without_a_traceback():
         preexec_fn=_default_sigint,
     )
     try:
-        time.sleep(4.0)  # started: importing, then the table
+        deadline = time.monotonic() + 120
+        while not started.exists():  # importing: a SIGINT now would stop the interpreter
+            assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        time.sleep(1.0)  # in the table: parsing the arguments takes milliseconds
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -127,6 +127,7 @@ def test_parse_comm():
         parse_comm("ParameterServer(nbytes=open('x'))")
 
 
+@pytest.mark.integration
 def test_module_entry_point(tmp_path):
     r = subprocess.run(
         [
@@ -146,6 +147,7 @@ def test_module_entry_point(tmp_path):
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr
     assert "staleness_mean" in r.stdout

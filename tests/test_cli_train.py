@@ -84,12 +84,14 @@ def test_bad_input_gives_a_clear_error(tmp_path, capsys, change, message):
         assert "backup" in err and "easgd" in err
 
 
+@pytest.mark.integration
 def test_help_explains_the_options():
     out = subprocess.run(
         [sys.executable, "-m", "toolkit", "train", "--help"],
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     ).stdout
     for flag in (
         "--workload",

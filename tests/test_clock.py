@@ -126,7 +126,9 @@ def _replicated(scheme, dist, updates, seeds, fn):
 
 
 @pytest.mark.parametrize(
-    "dist", [EXP, stats.uniform(0.5, 1.0), stats.lognorm(0.8, scale=2.0)], ids=str
+    "dist",
+    [EXP, stats.uniform(0.5, 1.0), stats.lognorm(0.8, scale=2.0)],
+    ids=["expon", "uniform", "lognorm"],  # the same on every xdist worker (str shows an address)
 )
 def test_async_throughput_is_n_over_mu(dist):
     """Renewal reward: n independent renewal workers of mean mu deliver n / mu per unit time. The

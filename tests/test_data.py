@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from toolkit.cli import main
 from toolkit.models import Empirical, Trace
@@ -14,6 +15,7 @@ from toolkit.models import Empirical, Trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_traces_are_reproduced_by_their_script(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "data" / "make_traces.py"), str(tmp_path)],
@@ -34,12 +36,12 @@ def test_traces_are_reproduced_by_their_script(tmp_path):
 
 
 def test_the_readme_trace_commands_run(tmp_path, capsys):
-    out = tmp_path / "s.parquet"
     args = ["simulate", "--scheme", "backup", "--n", "6", "--b", "2", "--updates", "50"]
-    assert main([*args, "--dist", str(ROOT / "data" / "step_times.csv"), "--out", str(out)]) == 0
+    emp = str(ROOT / "data" / "step_times.csv")
+    assert main([*args, "--dist", emp, "--out", str(tmp_path / "e.parquet")]) == 0
     trace = f'Trace("{ROOT / "data" / "trace_8workers.csv"}")'
-    assert main([*args, "--dist", trace, "--out", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert main([*args, "--dist", trace, "--out", str(tmp_path / "t.parquet")]) == 0
+    assert capsys.readouterr().out.count("wrote") == 2
 
 
 def test_the_measured_trace_is_a_whole_backend_trace_that_the_clock_reads(tmp_path, capsys):

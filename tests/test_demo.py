@@ -1,6 +1,7 @@
 """The main job (`python -m toolkit demo`) runs end to end on a small budget."""
 
 import pandas as pd
+import pytest
 
 from toolkit.cli import main
 from toolkit.demo import default_schemes
@@ -31,6 +32,7 @@ def test_demo_runs_every_scheme_and_writes_its_outputs(tmp_path, capsys):
     assert "summary.csv" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_demo_numbers_do_not_depend_on_jobs(tmp_path):
     """Two workers (one torch thread each) give the table one process gives, row for row."""
     from toolkit.demo import run_demo

@@ -31,10 +31,26 @@ SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 BUILD_TIMEOUT = 1500  # seconds for the whole build; CI's budget is 30 minutes in all
 
 
+def reads_the_build(test):
+    """A test of the build: in the integration set, on the one xdist worker that runs the build
+    (``--dist loadgroup``), and allowed the build's time (the first such test waits for it)."""
+    test = pytest.mark.integration(test)
+    test = pytest.mark.xdist_group("paper_build")(test)
+    return pytest.mark.timeout(BUILD_TIMEOUT + 60)(test)
+
+
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
+def build(tmp_path_factory, testrun_uid):
     """(build folder, start time) of one ``paper/build.py`` run; the process group is killed if
-    it outlives BUILD_TIMEOUT, so no kernel is left behind."""
+    it outlives BUILD_TIMEOUT, so no kernel is left behind. One build per test run: a second
+    one (the tests split between two xdist workers) fails rather than cost minutes unseen."""
+    once = tmp_path_factory.getbasetemp().parent / f"paper-build-{testrun_uid}"
+    if once.exists():
+        pytest.fail(
+            "the paper build already ran on another test worker: --dist loadgroup did not keep "
+            "the xdist_group 'paper_build' on one worker (pytest-dev/pytest-xdist#1386)"
+        )
+    once.touch()
     out = tmp_path_factory.mktemp("paper")
     start = time.time()
     env = {**os.environ, "TOOLKIT_PROFILE": "quick"}
@@ -51,8 +67,12 @@ def build(tmp_path_factory):
         log, _ = proc.communicate(timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
+        log, _ = proc.communicate(timeout=60)
         pytest.fail(f"paper/build.py ran past {BUILD_TIMEOUT} s:\n{log[-4000:]}")
+    finally:
+        if proc.poll() is None:  # interrupted (pytest-timeout, Ctrl-C): no kernel outlives it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
     assert proc.returncode == 0, log[-6000:]
     return out, start
 
@@ -87,6 +107,7 @@ def test_pairs_hold_the_same_cells(path):
     assert cells(a) == cells(b), f"{path.name} and {paired.name} differ: jupytext --sync {path}"
 
 
+@reads_the_build
 def test_every_notebook_ran_and_concluded(build):
     for path in SOURCES:
         folder = nb_dir(build, path.stem)
@@ -95,6 +116,7 @@ def test_every_notebook_ran_and_concluded(build):
         assert (build[0] / "executed" / f"{path.stem}.ipynb").exists()
 
 
+@reads_the_build
 def test_pdf_pages_and_figures(build):
     from pypdf import PdfReader
 
@@ -123,6 +145,7 @@ CHEN_FIG6 = {50: 61.2, 70: 46.0, 90: 39.2, 95: 38.1, 96: 38.1, 99: 44.0, 100: 55
 CHEN_FIG2 = {50: 2.58 / 2.16, 100: 2.97 / 2.30, 200: 3.45 / 2.81}
 
 
+@reads_the_build
 def test_01_backup_workers(build):
     from scipy import stats
 
@@ -208,6 +231,7 @@ def _paper_summary():
     return s
 
 
+@reads_the_build
 def test_02_sync_vs_async(build):
     name = "02_sync_vs_async"
     verdict, text = table(build, name, "verdict"), conclusion(build, name)
@@ -224,6 +248,7 @@ def test_02_sync_vs_async(build):
     assert f"largest margin is {100 * margin:.1f} accuracy points" in text
 
 
+@reads_the_build
 def test_03_sensitivity(build):
     name = "03_sensitivity"
     protocols, text = table(build, name, "protocols"), conclusion(build, name)
@@ -250,6 +275,7 @@ def test_03_sensitivity(build):
     assert np.allclose(np.sort(protocols["tuned"]), np.sort(tuned.to_numpy()))
 
 
+@reads_the_build
 def test_04_staleness(build):
     name = "04_staleness"
     stale, thr = table(build, name, "staleness"), table(build, name, "thresholds")
@@ -271,6 +297,7 @@ def test_04_staleness(build):
     assert f"({div} of {len(const)} seeds diverged)" in text
 
 
+@reads_the_build
 def test_05_easgd(build):
     from toolkit.theory import admm_round_robin_spectral_radius, easgd_round_robin_spectral_radius
 
@@ -286,6 +313,7 @@ def test_05_easgd(build):
         assert f"tau = {int(tau)} for {fam}" in text
 
 
+@reads_the_build
 def test_06_communication(build):
     name = "06_communication"
     text = conclusion(build, name)
@@ -318,6 +346,7 @@ def test_06_communication(build):
     assert f"Async(n) reaches {same.loc[64, 'theory']:.1f} gradients per second at n = 64" in text
 
 
+@reads_the_build
 def test_07_simulator_vs_reality(build):
     name = "07_simulator_vs_reality"
     steps, text = table(build, name, "step_times"), conclusion(build, name)
@@ -346,6 +375,7 @@ def test_07_simulator_vs_reality(build):
     assert f"{steps['ratio_injected'].min():.2f}x to" in text
 
 
+@reads_the_build
 def test_08_error_runtime(build):
     name = "08_error_runtime"
     rt, text = table(build, name, "runtime"), conclusion(build, name)
@@ -360,6 +390,7 @@ def test_08_error_runtime(build):
     assert f"{variant} with K = {k}" in text
 
 
+@reads_the_build
 def test_09_published_vs_reproduced(build):
     """Each toolkit value is the one its notebook's table holds, each relative difference is
     recomputed, and the counts the conclusion quotes follow from them."""

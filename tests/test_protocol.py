@@ -464,6 +464,7 @@ def real(tmp_path_factory):
     return root / "out", summary
 
 
+@pytest.mark.integration
 def test_sigkill_during_an_extension_then_the_same_command_ends_as_an_uninterrupted_run(
     tmp_path, real
 ):
@@ -599,7 +600,7 @@ def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ the shipped quick spec
-@pytest.mark.slow
+@pytest.mark.integration
 def test_protocol_quick_spec_end_to_end(tmp_path):
     out = tmp_path / "quick"
     command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/protocol-quick.toml"]

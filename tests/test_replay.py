@@ -292,6 +292,8 @@ def test_bad_input_is_a_clear_value_error():
         train(Schedule(ex.frame), wl)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_async64_mnist1d_mlp_replay_stays_under_2gb(tmp_path):
     """The spec's memory bound: replaying Async(64) on the MNIST-1D MLP under 2 GB peak RSS
     (measured in a fresh process, so nothing else this test session allocated counts)."""
@@ -312,6 +314,7 @@ def test_async64_mnist1d_mlp_replay_stays_under_2gb(tmp_path):
         text=True,
         check=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
     )
     peak_kib = int(out.stdout.strip().splitlines()[-1])  # Linux: ru_maxrss in KiB
     assert peak_kib < 2 * 1024 * 1024

@@ -355,6 +355,8 @@ def _child(args: list[str], env: dict | None = None, timeout: float = 120):
     )
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)
 def test_sigkill_at_any_point_then_resume_gives_the_same_numbers(tmp_path):
     """os.replace calls of a run: config.toml, manifest, schedule sidecar, schedule, manifest,
     then per checkpoint checkpoint.pt and manifest (six checkpoints), then results, params and
@@ -379,6 +381,8 @@ def test_sigkill_at_any_point_then_resume_gives_the_same_numbers(tmp_path):
         _same(Results.load(out), reference)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)
 def test_sigint_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     config = CONFIG.replace(updates=4000, eval_every=50)
     config_file = tmp_path / "config.toml"

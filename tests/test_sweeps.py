@@ -73,8 +73,9 @@ seed = [0, 1]
 
 @pytest.fixture
 def watchdog():
-    """End the test process (with tracebacks) if a back-end blocks for 240 s."""
-    faulthandler.dump_traceback_later(240, exit=True)
+    """End the test process (with tracebacks) if a back-end blocks for 660 s: beyond the test's
+    own timeout (600 s), in case a blocking call never gives the timeout's signal a chance."""
+    faulthandler.dump_traceback_later(660, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
 
@@ -257,6 +258,7 @@ def test_a_bad_combination_of_valid_values_is_an_error_naming_its_point():
         list(points)
 
 
+@pytest.mark.integration
 def test_a_spec_too_large_is_refused_at_once_in_one_line(tmp_path):
     """10^9 points: refused from the lists' lengths, naming the grid and the count, before any
     point is built or the sweep directory made; a spec built in Python likewise."""
@@ -450,6 +452,8 @@ lr = [0.01, 100.0]
     assert set(tables["failures"]["error_field"].dropna()) == {"n_train"}
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(
@@ -521,6 +525,7 @@ def _session_processes(sid: int) -> list[int]:
     [(signal.SIGINT, False, 130), (signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
     ids=["sigint-runner-only", "sigint-group", "sigterm-runner-only"],
 )
+@pytest.mark.integration
 def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
     tmp_path, signum, whole_group, code
 ):
@@ -566,6 +571,7 @@ def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
     assert status(out)["complete"] == len(points)
 
 
+@pytest.mark.integration
 def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
     """Two runners on one sweep directory would run every point twice: the second is refused
     (one line, exit 2, the holder's pid) while the first holds the lock, and each point runs
@@ -596,6 +602,7 @@ def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_
     assert len(starts) == len(set(starts)) == 8
 
 
+@pytest.mark.integration
 def test_a_lock_left_by_a_dead_runner_is_taken_over(tmp_path):
     """The lock is a kernel lock on DIR/.lock: a runner killed with SIGKILL leaves the file but
     not the lock, so the next runner goes on."""
@@ -624,6 +631,7 @@ def test_a_lock_left_by_a_dead_runner_is_taken_over(tmp_path):
 
 
 # ------------------------------------------------------------------ back-ends
+@pytest.mark.integration
 def test_local_pool_gives_the_numbers_of_one_by_one(tmp_path):
     spec = SweepSpec.from_toml(TINY)
     serial = run_sweep(spec, tmp_path / "one", jobs=1, progress=False)
@@ -650,6 +658,8 @@ def _kill_first_attempt(task: dict) -> dict:
     return runner.run_point(task)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)  # Ray or submitit on a loaded 2-core machine: up to ~4 min
 def test_ray_executor_retries_a_task_whose_worker_was_killed(tmp_path, watchdog):
     import ray  # the [ray] extra: `make test` installs it, so a missing install fails here
     from ray import cloudpickle  # Ray's own copy pickles its remote functions
@@ -676,6 +686,8 @@ def test_ray_executor_retries_a_task_whose_worker_was_killed(tmp_path, watchdog)
     )
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(600)  # Ray or submitit on a loaded 2-core machine: up to ~4 min
 def test_submitit_executor_with_its_local_cluster(tmp_path, watchdog):
     import submitit  # noqa: F401  (the [slurm] extra; `make test` installs it)
 
@@ -835,7 +847,8 @@ def test_sensitivity_is_over_seeds_per_lr():
 
 
 # ------------------------------------------------------------------ the quick spec
-@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(900)
 def test_quick_spec_end_to_end_with_its_report(tmp_path):
     out = tmp_path / "quick"
     command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/quick.toml"]

@@ -70,7 +70,9 @@ def _values(moved, xs):
 
 
 @pytest.mark.parametrize(
-    "exchange", [elastic(0.2), average(), outer(sgd(0.7, 0.9, nesterov=True))], ids=str
+    "exchange",
+    [elastic(0.2), average(), outer(sgd(0.7, 0.9, nesterov=True))],
+    ids=lambda e: e.kind,  # the same on every xdist worker (str shows addresses)
 )
 def test_exchange_gives_the_same_numbers_on_numpy_and_torch(exchange):
     xs, c = RNG.normal(size=(4, 6)), RNG.normal(size=6)
@@ -87,7 +89,9 @@ def test_exchange_gives_the_same_numbers_on_numpy_and_torch(exchange):
 
 
 @pytest.mark.parametrize(
-    "exchange", [elastic(0.2), average(), outer(sgd(0.7, 0.9, nesterov=True))], ids=str
+    "exchange",
+    [elastic(0.2), average(), outer(sgd(0.7, 0.9, nesterov=True))],
+    ids=lambda e: e.kind,  # the same on every xdist worker (str shows addresses)
 )
 def test_reduced_exchange_is_the_stacked_one_seen_by_each_replica(exchange):
     """What one replica computes from its own x and the all-reduced mean (the real backend's

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from subprocess import PIPE
 
 import numpy as np
 import pytest
@@ -282,29 +281,53 @@ def test_mnist1d_disk_cache_round_trip(tmp_path, monkeypatch):
     np.testing.assert_array_equal(x_again[:40], x)
 
 
-def test_mnist1d_cache_built_by_two_processes_at_once(tmp_path, monkeypatch):
-    """Two processes building one cache at once both get the arrays, and what is left is the
-    cache alone, whole (:func:`toolkit.files.atomic_write`: no temporary file remains)."""
-    code = (
-        "import hashlib; from toolkit.workloads import mnist1d as m; "
-        "x, y, _, _ = m.mnist1d_arrays(3000, 500, seed=11); "
-        "print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())"
-    )
-    env = dict(os.environ, TOOLKIT_CACHE_DIR=str(tmp_path))
-    command = [sys.executable, "-c", code]
-    procs = [subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True) for _ in "ab"]
+# A process that waits for the file named by its first argument, then reads MNIST-1D through the
+# disk cache and prints a digest of the arrays. Each rename is held for a second, so the writes
+# of processes that generate at about the same time overlap.
+FIRST_USE = """
+import hashlib, os, sys, time
+from pathlib import Path
+from toolkit.workloads.mnist1d import mnist1d_arrays
+real_replace = os.replace
+def held_replace(src, dst):
+    time.sleep(1.0)
+    return real_replace(src, dst)
+os.replace = held_replace
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.01)
+x, y, _, _ = mnist1d_arrays(400, 100, seed=11)
+print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_mnist1d_cache_is_safe_for_concurrent_first_use(tmp_path):
+    """Three processes fill an empty cache at once (as test workers or a sweep's pool do): each
+    reads the arrays that generating them in memory gives, without a warning (an error here:
+    ``-W error``), and the cache holds the one complete file, no temporary one."""
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-W", "error", "-c", FIRST_USE, str(go)]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(command, env=env, **pipes) for _ in range(3)]
     try:
-        outs = [p.communicate(timeout=300) for p in procs]
+        time.sleep(0.5)  # the imports, mostly; the processes poll for the go file
+        go.touch()
+        outputs = [p.communicate(timeout=120) for p in procs]
     finally:
         for p in procs:
             p.kill()
             p.wait(timeout=30)
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert outs[0][0] == outs[1][0] and "could not write" not in outs[0][1] + outs[1][1]
-    assert [f.name for f in tmp_path.iterdir()] == [m1d.cache_key(3500, 11)]
-    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
-    x, y = m1d._cached.__wrapped__(3500, 11, True)  # read from the disk cache
-    assert hashlib.sha256(x[:3000].tobytes() + y[:3000].tobytes()).hexdigest() == outs[0][0].strip()
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    x, y, _, _ = m1d.mnist1d_arrays(400, 100, seed=11, disk_cache=False)
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    assert [out.strip() for out, _ in outputs] == [digest] * 3
+    assert [p.name for p in cache.iterdir()] == [m1d.cache_key(500, 11)]
+    with np.load(cache / m1d.cache_key(500, 11)) as f:
+        x_file, y_file = f["x"][:400], f["y"][:400]  # the file holds the 100 test samples too
+    assert hashlib.sha256(x_file.tobytes() + y_file.tobytes()).hexdigest() == digest
 
 
 def test_atomic_write_from_two_threads_at_once_leaves_one_whole_file(tmp_path):
