@@ -1,14 +1,17 @@
 """Build the paper: execute every notebook of notebooks/ (each writes its tables, figures and
-numbers to OUT/notebooks/<name>/), gather the numbers into OUT/numbers.json and compile
-paper/paper.typ with Typst into OUT/paper.pdf. Nothing in the text is typed by hand: it reads
-numbers.json and the figures the notebooks wrote in this build.
+numbers to OUT/notebooks/<name>/), gather the numbers into OUT/numbers.json, record how this
+build ran (OUT/build.json: profile, CPU model and cores, read here) and compile paper/paper.typ
+with Typst into OUT/paper.pdf. Nothing in the text is typed by hand: it reads numbers.json,
+build.json and the figures the notebooks wrote in this build.
 
-    python paper/build.py                 # from data/ and quick re-runs (make paper)
+    python paper/build.py                 # from the committed data/ (make paper)
     python paper/build.py --full          # re-run sweeps/paper.toml first (make paper FULL=1)
 
-``--full`` runs (or resumes) the paper sweep in runs/paper, exports its tables to data/paper and
-executes the notebooks on the ``full`` profile. Executed notebooks are kept in OUT/executed/.
-The notebooks that gather other notebooks' outputs (:data:`GATHER`) run after all the others.
+``--full`` runs (or resumes) the paper study in runs/paper (resumable: a second run starts only
+what is missing), exports its tables to data/paper with the runner's log and the machine it ran
+on (:func:`full_sweep`), and executes the notebooks on the ``full`` profile. Executed notebooks
+are kept in OUT/executed/. The notebooks that gather other notebooks' outputs (:data:`GATHER`)
+run after all the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import time
@@ -117,13 +121,39 @@ def compile_pdf(out: Path) -> Path:
     return pdf
 
 
+def hardware() -> dict:
+    """This machine: ``cpu`` (the model name in /proc/cpuinfo, else :func:`platform.processor`
+    or the architecture) and ``cores`` (:func:`os.cpu_count`)."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpu = cpu or platform.processor() or platform.machine() or "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count() or 1}
+
+
 def full_sweep(jobs: int) -> None:
-    """Run (or resume) sweeps/paper.toml in runs/paper and export its tables to data/paper."""
+    """Run (or resume) sweeps/paper.toml in runs/paper and export its tables to data/paper, with
+    the runner's log (``log.jsonl``: each run's start and end, from which the study's wall time is
+    read) and ``host.json`` (the CPU, cores and jobs it ran on)."""
     from toolkit.sweeps import export, run_sweep
 
     run_sweep(SPEC, SWEEP_DIR, jobs=jobs, progress=True)
     for path in export(SWEEP_DIR, DATA):
         print(f"wrote {path.relative_to(ROOT)}")
+    record_study(SWEEP_DIR, DATA, jobs)
+
+
+def record_study(sweep: Path, data: Path, jobs: int) -> None:
+    """Copy the runner's log of ``sweep`` to ``data/log.jsonl`` and write ``data/host.json``
+    (this machine's :func:`hardware` and ``jobs``)."""
+    shutil.copy(sweep / "log.jsonl", data / "log.jsonl")
+    (data / "host.json").write_text(json.dumps({**hardware(), "jobs": jobs}, indent=1) + "\n")
+    print(f"wrote {data / 'log.jsonl'} and {data / 'host.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NOTEBOOK_OUT"] = str(out / "notebooks")
     os.environ["MPLBACKEND"] = "Agg"
     os.environ["TOOLKIT_PROFILE"] = "full" if args.full else "quick"
+    build = {**hardware(), "jobs": args.jobs, "profile": os.environ["TOOLKIT_PROFILE"]}
+    (out / "build.json").write_text(json.dumps(build, indent=1))
     # one kernel per job: split the CPUs between them rather than oversubscribe torch's threads
     threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

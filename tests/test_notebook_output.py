@@ -52,25 +52,42 @@ def test_profile_is_checked(monkeypatch):
         profile()
 
 
-def test_paper_sweep_classifies_refused_runs_by_their_error_columns(tmp_path):
-    # data/paper: 120 points refused for their configuration (16 x 128 samples per step
-    # exceed digits_cnn's 1,348 training images), named by error_field, not by message text
-    _, summary = paper_sweep()
-    infeasible = summary.attrs["infeasible"]
-    assert (len(summary), len(infeasible)) == (840, 120)
-    assert set(infeasible["error_field"]) == {"schedule"}
-    cases = infeasible[["workload", "batch_size", "machines"]].drop_duplicates()
-    assert cases.values.tolist() == [["digits_cnn", 128, 16]]
-    # a run refused for this machine's memory, or one that raised for another reason, is not
-    # a result: the point counts as missing
-    table = pd.read_csv(repo_root() / "data" / "paper" / "summary.csv")
-    failed = table.index[table["state"] == "failed"]
-    table.loc[failed[0], "error_type"] = "TooLargeError"
-    table.loc[failed[1], ["error_type", "error_field"]] = ["RuntimeError", None]
-    table.to_csv(tmp_path / "summary.csv", index=False)
-    (tmp_path / "evaluations.parquet").symlink_to(
-        repo_root() / "data" / "paper" / "evaluations.parquet"
-    )
-    with pytest.raises(ConfigError, match=r"lacks 2 of the 960 runs") as err:
+def test_paper_sweep_reads_the_protocol_study():
+    """data/paper holds the finished protocol of sweeps/paper.toml: every setting of both
+    protocols with its runs on the evaluation seeds only, a diverged run scoring 0."""
+    study = paper_sweep()
+    assert study.plan.done and study.budget == 4000.0
+    protocol = study.spec.protocol
+    evaluation = sorted(protocol.evaluation_seeds)
+    assert set(study.settings["protocol"]) == {"tuned", "scaled"}
+    seeds = study.runs.groupby("setting")["seed"].apply(sorted)
+    assert len(seeds) == len(study.settings) and all(v == evaluation for v in seeds)
+    assert not set(study.runs["seed"]) & set(protocol.tuning_seeds)
+    ok = ~study.runs["diverged"]
+    assert (study.runs.loc[ok, "score"] == study.runs.loc[ok, "final"]).all()
+    assert (study.runs.loc[~ok, "score"] == 0).all()
+    # one status per search, one of the protocol's
+    per = study.searches.groupby(["workload", "machines", "label", "momentum"])["lr_status"]
+    assert per.nunique().eq(1).all()
+    assert set(study.searches["lr_status"]) <= {"interior", "wall", "capped"}
+
+
+def test_paper_sweep_refuses_other_or_unfinished_data(tmp_path):
+    data = repo_root() / "data" / "paper"
+    for name in ("evaluations.parquet", "log.jsonl", "host.json"):
+        (tmp_path / name).symlink_to(data / name)
+    (tmp_path / "spec.toml").write_text((data / "spec.toml").read_text())
+    summary = pd.read_csv(data / "summary.csv")
+    # one evaluation run missing: the protocol still calls for it
+    first = summary.index[summary["role"] == "evaluation"][0]
+    summary.drop(index=first).to_csv(tmp_path / "summary.csv", index=False)
+    with pytest.raises(ConfigError, match=r"lacks 1 run\(s\) that the protocol") as err:
+        paper_sweep(tmp_path)
+    assert err.value.field == "data"
+    # data made with another spec than sweeps/paper.toml
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    text = (tmp_path / "spec.toml").read_text().replace("4000.0", "3000.0", 1)
+    (tmp_path / "spec.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r"made with a spec other than paper\.toml") as err:
         paper_sweep(tmp_path)
     assert err.value.field == "data"

@@ -222,57 +222,345 @@ def test_01_backup_workers(build):
     assert num["chen_implied_last_arrival"] == pytest.approx(arrivals.loc[100, "implied_arrival"])
 
 
-def _paper_summary():
-    """The paper sweep's runs straight from data/paper (pandas only, not the notebooks' code)."""
-    s = pd.read_csv(ROOT / "data" / "paper" / "summary.csv")
-    s = s[s["state"] == "complete"]  # the failed runs are refused configurations (notebook 02)
-    s["machines"] = (s["scheme.n"] + s["scheme.b"].fillna(0)).astype(int)
-    s["score"] = np.where(s["status"] == "ok", s["final"].fillna(0.0), 0.0)
-    return s
+PAPER = ROOT / "data" / "paper"
+NAMES = {
+    "sync": "Sync",
+    "backup": "Backup",
+    "async": "Async",
+    "kasync": "KAsync",
+    "kbatchasync": "KBatchAsync",
+    "delayed": "Delayed",
+    "easgd": "EASGD",
+    "localsgd": "LocalSGD",
+}
+CELL = ["workload", "machines", "name", "momentum"]
+
+
+def _study():
+    """The paper study straight from data/paper (pandas only, not the notebooks' code): its spec
+    (a dict) and one row per run with ``machines``, the scheme's ``name`` (EAMSGD: EASGD with a
+    momentum of its own) and ``score`` (final test accuracy, 0 for a diverged run)."""
+    import tomllib
+
+    spec = tomllib.loads((PAPER / "spec.toml").read_text())
+    s = pd.read_csv(PAPER / "summary.csv")
+    assert (s["state"] == "complete").all()
+    s["machines"] = (s["scheme.n"] + s.get("scheme.b", pd.Series(0, s.index)).fillna(0)).astype(int)
+    s["name"] = s["scheme"].map(NAMES)
+    own = s.get("scheme.momentum", pd.Series(np.nan, s.index)).fillna(0) > 0
+    s.loc[(s["scheme"] == "easgd") & own, "name"] = "EAMSGD"
+    s["score"] = np.where(s["status"] == "diverged", 0.0, s["final"])
+    return spec, s
+
+
+def _searches(s: pd.DataFrame, tuning) -> pd.DataFrame:
+    """Per cell and lr on the tuning seeds: the protocol's objective (the mean final accuracy,
+    -inf when a seed diverged) and whether every seed diverged."""
+    t = s[s["seed"].isin(tuning)]
+    g = t.groupby([*CELL, "lr"])
+    out = pd.DataFrame(
+        {
+            "mean": g["score"].mean(),
+            "any": g["status"].agg(lambda x: (x == "diverged").any()),
+            "all": g["status"].agg(lambda x: (x == "diverged").all()),
+            "seeds": g["seed"].nunique(),
+        }
+    )
+    out["objective"] = out["mean"].where(~out["any"], -np.inf)
+    return out
+
+
+def _status(search: pd.Series, walls: pd.Series, lr: float) -> str:
+    """interior / wall / capped of a search (its objective and walls by lr) whose best is
+    ``lr``: capped at an end of the lrs run, a wall where the next larger lr diverged on every
+    tuning seed, else interior (toolkit.sweeps.protocol's rule)."""
+    lrs = list(search.index)
+    k = int(np.argmin(np.abs(np.asarray(lrs) - lr)))
+    if k == 0 or k == len(lrs) - 1:
+        return "capped"
+    return "wall" if walls.iloc[k + 1] else "interior"
+
+
+def _holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values, by hand (NaN stays NaN, not counted)."""
+    p = np.asarray(p, float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (len(ok) - i) * p[j]))
+        out[j] = running
+    return out
+
+
+def _evaluation_runs(s, settings, evaluation):
+    """Per setting row of ``settings``: its runs on the evaluation seeds."""
+    rows = []
+    for r in settings.itertuples():
+        ev = s[
+            (s["workload"] == r.workload)
+            & (s["machines"] == r.machines)
+            & (s["name"] == r.name)
+            & (s["momentum"] == r.momentum)
+            & np.isclose(s["lr"], r.lr, rtol=1e-9)
+            & s["seed"].isin(evaluation)
+        ]
+        assert sorted(ev["seed"]) == sorted(evaluation), r
+        rows.append(ev.assign(protocol=r.protocol))
+    return pd.concat(rows, ignore_index=True)
 
 
 @reads_the_build
 def test_02_sync_vs_async(build):
+    from scipy import stats
+
     name = "02_sync_vs_async"
-    verdict, text = table(build, name, "verdict"), conclusion(build, name)
-    s = _paper_summary()
-    s = s[s["scheme"].isin(["sync", "backup", "async"])]
-    mean = s.groupby(["workload", "machines", "scheme", "lr", "batch_size"])["score"].mean()
-    tuned = mean.groupby(["workload", "machines", "scheme"]).max().unstack("scheme")
-    assert len(tuned) == len(verdict) == 4  # 2 workloads x 2 cluster sizes
-    wins = int((tuned[["sync", "backup"]].max(axis=1) >= tuned["async"]).sum())
-    assert f"ends ahead of Async in {wins} of 4 cases" in text
-    backup = int((tuned["backup"] > tuned["sync"]).sum())
-    assert f"Backup(n - 1, 1) beats Sync(n) on the same machines in {backup} of 4" in text
-    margin = (tuned[["sync", "backup"]].max(axis=1) - tuned["async"]).abs().max()
-    assert f"largest margin is {100 * margin:.1f} accuracy points" in text
+    spec, s = _study()
+    proto = spec["protocol"]
+    tuning, evaluation = proto["tuning_seeds"], proto["evaluation_seeds"]
+    assert not set(tuning) & set(evaluation)
+    budget = spec["base"]["time_budget"]
+    settings = table(build, name, "settings")
+    text, num = conclusion(build, name), numbers(build, name)
+
+    # every tuned setting is its scheme's best lr and momentum on the tuning seeds, with the
+    # status its neighbours give it; scaled gives the synchronous family n x Async's tuned rate
+    search = _searches(s, tuning)
+    assert (search["seeds"] == len(tuning)).all()
+    tuned = settings[settings["protocol"] == "tuned"]
+    for r in tuned.itertuples():
+        own = search.xs((r.workload, r.machines, r.name), level=CELL[:3])
+        best = own.groupby(level="momentum")["objective"].max()
+        assert best.loc[r.momentum] == best.max(), r
+        o = own.xs(r.momentum, level="momentum")
+        assert np.isclose(o["objective"].idxmax(), r.lr, rtol=1e-9), r
+        assert _status(o["objective"], o["all"], r.lr) == r.lr_status, r
+    assert (settings["lr_status"] != "capped").sum() + len(num["capped"]) == len(settings)
+    asynchronous = tuned[tuned["name"] == "Async"].set_index(["workload", "machines"])
+    for r in settings[settings["protocol"] == "scaled"].itertuples():
+        if r.name in ("Sync", "Backup", "Delayed"):
+            ref = asynchronous.loc[(r.workload, r.machines)]
+            quorum = r.machines - 1 if r.name == "Backup" else r.machines
+            assert r.lr == pytest.approx(quorum * ref["lr"], rel=1e-9)
+            assert r.momentum == ref["momentum"]
+        else:  # every other scheme keeps its tuned setting
+            t = tuned.set_index(["workload", "machines", "name"]).loc[
+                (r.workload, r.machines, r.name)
+            ]
+            assert (r.lr, r.momentum) == (t["lr"], t["momentum"])
+
+    # plateau accuracy on the evaluation seeds: mean, Student-t 95 %, diverged runs counted
+    runs = _evaluation_runs(s, settings, evaluation)
+    acc = table(build, name, "accuracy").set_index(["protocol", "workload", "machines", "name"])
+    for key, g in runs.groupby(["protocol", "workload", "machines", "name"]):
+        x = g["score"].to_numpy()
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+        row = acc.loc[key]
+        assert row["mean"] == pytest.approx(x.mean())
+        assert row["ci_low"] == pytest.approx(x.mean() - half)
+        assert row["ci_high"] == pytest.approx(x.mean() + half)
+        assert row["interval"] == "t 95%" and row["n"] == len(evaluation)
+        assert row["diverged"] == (g["status"] == "diverged").sum()
+    means = runs.groupby(["protocol", "workload", "machines", "name"])["score"].mean()
+    targets = proto.get("target_fraction", 0.95) * means.groupby(level="workload").max()
+    assert num["targets"] == pytest.approx(targets.to_dict())
+
+    # time to target: first evaluation at or above the target; never reached: censored at the
+    # budget, so the Kaplan-Meier median is the ceil(n / 2)-th smallest time when enough reached
+    ev = pd.read_parquet(PAPER / "evaluations.parquet", columns=["run_id", "time", "test_accuracy"])
+    ttt = table(build, name, "time_to_target").set_index(
+        ["protocol", "workload", "machines", "name"]
+    )
+    times = {}
+    for key, g in runs.groupby(["protocol", "workload", "machines", "name"]):
+        e = ev[ev["run_id"].isin(g["run_id"])]
+        hit = e[e["test_accuracy"] >= targets[key[1]]].groupby("run_id")["time"].min()
+        t = np.sort(hit.to_numpy())
+        times[key] = (hit.reindex(g["run_id"]).to_numpy(), len(g))
+        k = int(np.ceil(len(g) / 2))
+        row = ttt.loc[key]
+        assert row["reached"] == len(t) and row["fraction"] == pytest.approx(len(t) / len(g))
+        if len(t) >= k:
+            assert row["median"] == pytest.approx(t[k - 1])
+        else:
+            assert np.isnan(row["median"])
+
+    # the pairwise tests: Welch over every pair of a table, Holm by hand; the log-rank tests of
+    # Sync and Backup against Async, Holm over each protocol's
+    versus = table(build, name, "versus").set_index(["protocol", "workload", "machines", "scheme"])
+    for (p, w, m), g in runs.groupby(["protocol", "workload", "machines"]):
+        names = sorted(g["name"].unique())
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        x = {n: g.loc[g["name"] == n, "score"].to_numpy() for n in names}
+        pv = [stats.ttest_ind(x[a], x[b], equal_var=False).pvalue for a, b in pairs]
+        adj = dict(zip(pairs, _holm(pv), strict=True))
+        for scheme in ("Sync", "Backup"):
+            a, b = sorted([scheme, "Async"])
+            sep = adj[(a, b)] <= 0.05
+            lead = scheme if x[scheme].mean() > x["Async"].mean() else "Async"
+            row = versus.loc[(p, w, m, scheme)]
+            assert row["acc_p_holm"] == pytest.approx(adj[(a, b)])
+            assert row["acc_leader"] == (lead if sep else "not separated")
+    for p in runs["protocol"].unique():
+        keys, pv = [], []
+        for (w, m), _ in runs[runs["protocol"] == p].groupby(["workload", "machines"]):
+            for scheme in ("Sync", "Backup"):
+                samples = []
+                for n in (scheme, "Async"):
+                    hit, _ = times[(p, w, m, n)]
+                    done = np.isfinite(hit)
+                    samples.append(
+                        stats.CensoredData(
+                            uncensored=hit[done], right=np.full((~done).sum(), budget)
+                        )
+                    )
+                both = any(len(c._uncensored) for c in samples)
+                pv.append(stats.logrank(*samples).pvalue if both else np.nan)
+                keys.append((p, w, m, scheme))
+        for key, q in zip(keys, _holm(pv), strict=True):
+            row = versus.loc[key]
+            assert row["time_p_holm"] == pytest.approx(q, nan_ok=True)
+            assert (row["time_leader"] == "not separated") == (not q <= 0.05)
+
+    # the conclusion's counts and its direction follow from those verdicts
+    backup = versus.xs("Backup", level="scheme")
+    n_cells = runs.groupby(["workload", "machines"]).ngroups
+    count = lambda p, col, who: int((backup.loc[p][col] == who).sum())  # noqa: E731
+    assert (
+        f"Backup(n - 1, 1) is ahead of Async in plateau accuracy in "
+        f"{count('tuned', 'acc_leader', 'Backup')} of {n_cells} cells under tuned and "
+        f"{count('scaled', 'acc_leader', 'Backup')} under scaled, behind in "
+        f"{count('tuned', 'acc_leader', 'Async')} and {count('scaled', 'acc_leader', 'Async')}"
+    ) in text
+    assert (
+        f"ahead in time to target in {count('tuned', 'time_leader', 'Backup')} and "
+        f"{count('scaled', 'time_leader', 'Backup')}, behind in "
+        f"{count('tuned', 'time_leader', 'Async')} and {count('scaled', 'time_leader', 'Async')}"
+    ) in text
+    both = {
+        p: int(
+            (
+                (backup.loc[p]["acc_leader"] == "Backup")
+                & (backup.loc[p]["time_leader"] == "Backup")
+            ).sum()
+        )
+        for p in ("tuned", "scaled")
+    }
+    behind = sum(count(p, c, "Async") for p in both for c in ("acc_leader", "time_leader"))
+    ahead = sum(count(p, c, "Backup") for p in both for c in ("acc_leader", "time_leader"))
+    if any(v == n_cells for v in both.values()):
+        assert "is reproduced in every cell under" in text
+    elif any(both.values()):
+        assert "is reproduced in" in text and "not in the others" in text
+    elif behind and not ahead:
+        assert "is not reproduced under either protocol: wherever a test separates" in text
+    elif not behind and not ahead:
+        assert "no test separates Backup from Async" in text
+    assert num["direction"] in text
+    # the reasons: gradients per second from the evaluations, Async's over Backup's
+    last = pd.read_parquet(PAPER / "evaluations.parquet", columns=["run_id", "time", "update"])
+    last = last.sort_values("time").groupby("run_id").last()
+    rate = (last["update"] / last["time"]).rename("rate")
+    r = runs.merge(rate, left_on="run_id", right_index=True)
+    ups = r.groupby(["protocol", "workload", "machines", "name"])["rate"].mean()
+    ratio = [
+        ups[(p, w, m, "Async")] / (ups[(p, w, m, "Backup")] * (m - 1)) for p, w, m in backup.index
+    ]
+    assert f"Async applies {min(ratio):.2f} to {max(ratio):.2f} times as many gradients" in text
+    # the study's cost: the union of the runs' intervals in the runner's log
+    log = pd.read_json(PAPER / "log.jsonl", lines=True)
+    spans = log.pivot_table(index="id", columns="event", values="t", aggfunc="max").dropna()
+    spans = spans.sort_values("start")
+    busy, reach = 0.0, -np.inf
+    for start, end in spans[["start", "end"]].itertuples(index=False):
+        busy += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    assert num["wall_hours"] == pytest.approx(busy / 3600)
+    assert num["run_hours"] == pytest.approx(s["wall_seconds"].sum() / 3600)
+    assert num["runs"] == len(s)
 
 
 @reads_the_build
 def test_03_sensitivity(build):
+    from scipy import stats
+
     name = "03_sensitivity"
-    protocols, text = table(build, name, "protocols"), conclusion(build, name)
-    s = _paper_summary()
-    s = s[s["scheme"].isin(["sync", "backup", "async", "kasync", "kbatchasync"])]
-    keys = ["workload", "machines"]
-    mean = s.groupby([*keys, "scheme", "lr", "batch_size"])["score"].mean()
-    tuned = mean.groupby([*keys, "scheme"]).max()
-    shared = mean.groupby([*keys, "lr", "batch_size"]).mean()
-    setting = shared.groupby(keys).idxmax()  # the one (lr, batch) best on average
-    flips = pairs = 0
-    for key, g in tuned.groupby(keys):
-        w, m = key
-        _, _, lr, bs = setting.loc[key]
-        fixed = mean.xs((w, m), level=keys).xs((lr, bs), level=["lr", "batch_size"])
-        g = g.droplevel(keys)
-        fams = sorted(g.index)
-        for i, a in enumerate(fams):
-            for b in fams[i + 1 :]:
-                pairs += 1
-                flips += int(np.sign(g[a] - g[b]) != np.sign(fixed[a] - fixed[b]))
-    assert pairs == 40  # 5 schemes: 10 pairs, 2 workloads x 2 cluster sizes
-    assert f"Of {pairs} pairwise comparisons" in text and f"{flips} change sign" in text
-    assert np.allclose(np.sort(protocols["tuned"]), np.sort(tuned.to_numpy()))
+    spec, s = _study()
+    proto = spec["protocol"]
+    tuning, evaluation = proto["tuning_seeds"], proto["evaluation_seeds"]
+    text, num = conclusion(build, name), numbers(build, name)
+    settings = table(build, "02_sync_vs_async", "settings")
+    search = _searches(s, tuning)
+    curves = table(build, name, "lr_searches")
+    # the curves: mean, best and worst over the tuning seeds at every lr of every search
+    merged = curves.merge(search.reset_index(), on=[*CELL, "lr"], suffixes=("", "_pd"))
+    assert len(merged) == len(curves) == len(search)
+    assert np.allclose(merged["mean"], merged["mean_pd"])
+    # each search's status, recomputed from its objective and its walls
+    status = {}
+    for key, o in search.groupby(level=CELL):
+        o = o.droplevel(CELL)
+        best = o["objective"].idxmax()
+        status[key] = _status(o["objective"], o["all"], best)
+    counts = pd.Series(status).value_counts()
+    assert num["statuses"] == {k: int(v) for k, v in counts.items()}
+    assert f"{counts.get('interior', 0)} ended interior, {counts.get('wall', 0)} against a" in text
+    # momentum: the cells of schemes that take it, and how many chose 0.9
+    tuned = settings[settings["protocol"] == "tuned"]
+    with_m = tuned[
+        tuned["name"].isin(["Sync", "Backup", "Async", "KAsync", "KBatchAsync", "Delayed"])
+    ]
+    chosen = int((with_m["momentum"] > 0).sum())
+    assert f"Momentum 0.9 was chosen in {chosen} of {len(with_m)}" in text
+    # which comparisons change between tuned and scaled: Welch + Holm under each protocol
+    runs = _evaluation_runs(s, settings, evaluation)
+    verdicts = {}
+    for (p, w, m), g in runs.groupby(["protocol", "workload", "machines"]):
+        names = sorted(g["name"].unique())
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        x = {n: g.loc[g["name"] == n, "score"].to_numpy() for n in names}
+        pv = [stats.ttest_ind(x[a], x[b], equal_var=False).pvalue for a, b in pairs]
+        for (a, b), q in zip(pairs, _holm(pv), strict=True):
+            lead = a if x[a].mean() > x[b].mean() else b
+            verdicts[(p, w, m, a, b)] = lead if q <= 0.05 else "not separated"
+    keys = {k[1:] for k in verdicts}
+    changed = sum(verdicts[("tuned", *k)] != verdicts[("scaled", *k)] for k in keys)
+    assert f"Of {len(keys)} pairwise comparisons" in text
+    assert f"{changed} change their verdict between the protocols" in text
+    # scaled against tuned for the synchronous family: lower plateau accuracy in how many
+    means = runs.groupby(["protocol", "workload", "machines", "name"])["score"].mean()
+    sync = [k[1:] for k in means.index if k[0] == "tuned" and k[3] in ("Sync", "Backup", "Delayed")]
+    lower = sum(means[("scaled", *k)] < means[("tuned", *k)] for k in sync)
+    assert f"lower than under tuned in {lower} of {len(sync)} settings" in text
+
+
+def test_method_statement_names_profile_cpu_and_seeds(build):
+    """The PDF says how it was built: the profile, this machine's CPU and cores (read at build
+    time), and the seeds of the study."""
+    import platform
+    import tomllib
+
+    from pypdf import PdfReader
+
+    sys.path.insert(0, str(ROOT / "paper"))
+    import build as paper_build
+
+    out, _ = build
+    info = json.loads((out / "build.json").read_text())
+    assert info["cpu"] == paper_build.hardware()["cpu"] and info["profile"] == "quick"
+    assert platform.machine()  # the fallback of hardware() exists
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(out / "paper.pdf").pages).split())
+    method = text[text.index("This build.") : text.index("Seeds and budgets per section")]
+    assert "Profile quick" in method
+    assert f"{info['cores']} cores ({info['cpu']})" in method
+    spec = tomllib.loads((PAPER / "spec.toml").read_text())["protocol"]
+    seeds = (
+        f"{len(spec['tuning_seeds'])} tuning and {len(spec['evaluation_seeds'])} evaluation seeds"
+    )
+    assert seeds in text
+    host = json.loads((PAPER / "host.json").read_text())
+    assert f"The study ran on {host['cores']} cores ({host['cpu']})" in text
 
 
 @reads_the_build

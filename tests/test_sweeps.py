@@ -892,43 +892,35 @@ def test_quick_spec_end_to_end_with_its_report(tmp_path):
     assert ev.groupby("run_id")["time"].max().le(spec.base["time_budget"]).all()
 
 
-def test_paper_spec_gives_every_scheme_the_same_search_budget_and_seeds():
-    """The study's spec (issue: sync vs async under the protocol): both workloads, 8 and 16
-    machines, the schemes named, momentum tuned where a scheme takes it, every cell's lr search
-    starting from one grid, one maximum budget and plateau rule, tuning and evaluation seeds
-    disjoint (2 and 5), protocols tuned and scaled."""
-    from toolkit.sweeps.protocol import cells_of
-
+def test_paper_spec_gives_every_scheme_the_same_start_and_budget():
+    """sweeps/paper.toml: every cell's lr search starts from one grid, every run has the same
+    maximum budget and plateau rule, momentum is tuned where a scheme takes it, and the tuned and
+    scaled protocols report on held-out seeds."""
     spec = SweepSpec.load(ROOT / "sweeps/paper.toml")
     points = spec.points()
-    assert len({p.id() for p in points}) == len(points)
-    assert {p.scheme.name for p in points} == {
-        "sync",
-        "backup",
-        "async",
-        "kasync",
-        "kbatchasync",
-        "delayed",
-        "easgd",
-        "localsgd",
-    }
+    names = {p.scheme.name for p in points}
+    assert names == {
+        "sync", "backup", "async", "kasync", "kbatchasync", "delayed", "easgd", "localsgd"
+    }  # fmt: skip
     assert {p.workload for p in points} == {"mnist1d_mlp", "digits_cnn"}
-    assert {p.scheme.rule.machines for p in points} == {8, 16}  # Backup(n - 1, 1) uses n
     grids = {}
     for p in points:
         grids.setdefault((p.workload, str(p.scheme), p.momentum), set()).add(p.lr)
-    assert len(set(map(frozenset, grids.values()))) == 1  # one starting grid for every cell
+    assert set(map(frozenset, grids.values())) == {frozenset({0.03, 0.1, 0.3})}
     assert {p.time_budget for p in points} == {4000.0}
     assert {(p.plateau.window, p.plateau.delta) for p in points} == {(10, 0.005)}
-    momenta = {}
-    for p in points:
-        momenta.setdefault(str(p.scheme), set()).add(p.momentum)
-    assert all(m == {0.0, 0.9} for s, m in momenta.items() if not s.startswith(("EASGD", "Local")))
-    proto = spec.protocol
-    assert set(proto.names) == {"tuned", "scaled"} and proto.tune == ("momentum",)
-    assert len(proto.tuning_seeds) == 2 and len(proto.evaluation_seeds) == 5
-    assert not set(proto.tuning_seeds) & set(proto.evaluation_seeds)
-    assert len(cells_of(spec)) == len(points) // 3  # three starting lrs per cell
+    # momentum 0 and 0.9 for schemes on shared parameters; replica schemes (EASGD, EAMSGD,
+    # LocalSGD) keep optimizer momentum 0 (EAMSGD's is its own local Nesterov step)
+    replicas = [p for p in points if p.scheme.rule.replicas]
+    shared = [p for p in points if not p.scheme.rule.replicas]
+    assert {p.momentum for p in replicas} == {0.0} and {p.momentum for p in shared} == {0.0, 0.9}
+    # groups compare equal clusters: each scheme at 8 or 16 machines (Backup(n - 1, 1) too)
+    assert {p.scheme.rule.machines for p in points} == {8, 16}
+    protocol = spec.protocol
+    assert set(protocol.names) == {"tuned", "scaled"} and protocol.tune == ("momentum",)
+    assert len(protocol.tuning_seeds) == 2 and len(protocol.evaluation_seeds) == 5
+    assert not set(protocol.tuning_seeds) & set(protocol.evaluation_seeds)
+    protocol.check(spec)
 
 
 def test_curves_average_seeds_on_a_common_time_grid():
@@ -988,3 +980,29 @@ def test_sensitivity_draws_diverged_settings_as_points_not_joined():
     # without the column every setting is joined, as before
     joined = plot_sensitivity(t.drop(columns="diverged_fraction")).axes[0].lines[0].get_ydata()
     assert not np.isnan(joined).any()
+
+
+def test_curves_hold_a_stopped_run_and_mark_a_diverged_one():
+    """With ``hold``, a run that stopped early holds its last value to the longest run's end; a
+    diverged run is left out of the mean and drawn on its own, ending in a cross (never at 0)."""
+    from toolkit.plots import plot_curves
+
+    df = pd.DataFrame(
+        {
+            "time": [0.0, 10, 0, 10, 20, 0, 5],
+            "test_accuracy": [0.0, 1, 0, 2, 4, 0, np.nan],
+            "run_id": ["a", "a", "b", "b", "b", "c", "c"],
+            "status": ["ok"] * 5 + ["diverged"] * 2,
+            "label": "A",
+        }
+    )
+    fig = plot_curves(df, by="label", hold=True)
+    lines = fig.axes[0].lines
+    x, y = lines[0].get_xdata(), lines[0].get_ydata()
+    assert (x[0], x[-1], len(x)) == (0.0, 20.0, 64)
+    both = np.interp(x, [0, 10], [0, 1]) + np.interp(x, [0, 10, 20], [0, 2, 4])
+    np.testing.assert_allclose(y, both / 2)  # run a holds 1 after t = 10; run c is not in it
+    # run c: its finite part (one point at t = 0), its end marked with a cross
+    crosses = [ln for ln in lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in crosses] == [([0.0], [0.0])]
+    assert not any(5.0 in np.asarray(ln.get_xdata()) for ln in lines)  # its NaN is not drawn

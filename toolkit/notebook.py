@@ -11,6 +11,10 @@ itself (``conclusion.md``). ``tests/test_notebooks.py`` reads the tables to chec
     out.number(optimal_b=4)
     out.conclusion(f"... b = {out['optimal_b']} ...")
 
+:func:`paper_sweep` reads the paper study (``sweeps/paper.toml`` under its comparison protocol,
+exported to ``data/paper``) into a :class:`Study`: the protocol's searches and settings, and each
+setting's runs on the evaluation seeds with their score.
+
 A notebook that gathers other notebooks' results (notebook 09's table of published against
 reproduced numbers) reads their outputs with :func:`read_table` and :func:`read_numbers`;
 ``paper/build.py`` runs it after them.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +39,15 @@ from toolkit.checks import ConfigError, check_choice
 
 __all__ = [
     "PROFILES",
+    "SCHEME_NAMES",
     "Output",
+    "Study",
     "paper_sweep",
     "profile",
     "read_numbers",
     "read_table",
     "repo_root",
+    "scheme_name",
 ]
 
 PROFILES = ("quick", "full")
@@ -68,45 +76,165 @@ def _plain(value):
     return value
 
 
-def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None):
-    """(evaluations, summary) of the paper sweep: :func:`toolkit.sweeps.load` of ``data``
-    (default ``data/paper``) restricted to the points of ``spec`` (default
-    ``sweeps/paper.toml``), with two columns added: ``machines`` (n + b) and ``score``, the final
-    value of the main metric with a diverged run scored 0 (its last finite value is not a
-    result). A point whose run was refused for its configuration (its ``error_field`` names the
-    field, e.g. more workers x batch size than training samples; a TooLargeError, refused for
-    this machine's memory, is not) is infeasible: it is left out, and listed with its error in
-    ``summary.attrs["infeasible"]``. Raises ConfigError naming ``data`` when any other point of
-    the spec has no complete run."""
+# Display names of the study's schemes (EASGD with its own local Nesterov momentum is EAMSGD,
+# Zhang et al. 2015, Sec. 3.1).
+SCHEME_NAMES = {
+    "sync": "Sync",
+    "backup": "Backup",
+    "async": "Async",
+    "kasync": "KAsync",
+    "kbatchasync": "KBatchAsync",
+    "delayed": "Delayed",
+    "easgd": "EASGD",
+    "localsgd": "LocalSGD",
+}
+
+
+def scheme_name(scheme: str, scheme_momentum: float | None = None) -> str:
+    """The study's name of a scheme: ``SCHEME_NAMES``, and EAMSGD for EASGD with a momentum."""
+    if scheme == "easgd" and (scheme_momentum or 0) > 0:  # NaN: no momentum of its own
+        return "EAMSGD"
+    return SCHEME_NAMES.get(scheme, scheme)
+
+
+@dataclass(frozen=True)
+class Study:
+    """The paper study (``sweeps/paper.toml``) under its comparison protocol
+    (:mod:`toolkit.sweeps.protocol`), read from its exported tables.
+
+    ``summary``: every run (:func:`toolkit.sweeps.load`, with ``role``, ``protocols`` and
+    ``lr_status``), plus ``machines`` and ``name`` (:func:`scheme_name`). ``searches``: one row
+    per lr search and lr: the tuning seeds' mean ``objective`` (the protocol's: -inf where a seed
+    diverged), the search's ``best_lr`` and ``lr_status``. ``settings``: per protocol and cell,
+    the chosen ``lr`` (and ``momentum``), its ``lr_status`` and the ``rule`` that chose it.
+    ``runs``: per setting, its runs on the evaluation seeds (a run that evaluates the settings of
+    two protocols appears once per protocol) with ``score``: the final test accuracy, where the
+    run stopped (at its plateau or at the budget), and 0 for a run that diverged (a diverged
+    model has no accuracy to report; the run is a result, so it stays in the mean and its
+    interval, and is counted in ``diverged``)."""
+
+    spec: object
+    plan: object
+    evaluations: pd.DataFrame
+    summary: pd.DataFrame
+    searches: pd.DataFrame
+    settings: pd.DataFrame
+    runs: pd.DataFrame
+
+    @property
+    def budget(self) -> float:
+        """The maximum simulated seconds of every run."""
+        return float(self.spec.base["time_budget"])
+
+
+def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None) -> Study:
+    """The paper study of ``data`` (default ``data/paper``, written by ``toolkit sweep export``
+    with the spec it ran, ``data/spec.toml``), checked against ``spec`` (default
+    ``sweeps/paper.toml``): ConfigError naming ``data`` when the two specs differ, when the
+    protocol's decisions still call for runs the data lacks, or when an evaluation run raised
+    (its setting has no result for that seed). A tuning run that raised scores -inf in its
+    search, like a diverged one."""
+    import tomllib
+
     from toolkit.sweeps import SweepSpec, load
+    from toolkit.sweeps.protocol import outcomes_of, plan_protocol
 
     data = Path(data) if data is not None else repo_root() / "data" / "paper"
     spec = Path(spec) if spec is not None else repo_root() / "sweeps" / "paper.toml"
-    evaluations, summary = load(data)
-    ids = {config.id() for config in SweepSpec.load(spec).points()}
-    summary = summary[summary["run_id"].isin(ids)]
-    error = summary.reindex(columns=["error_type", "error_field"])  # absent: no failures
-    refused = summary["state"].eq("failed") & error["error_field"].notna()
-    refused &= error["error_type"].ne("TooLargeError")
-    infeasible = summary[refused].copy()
-    done = set(summary.loc[summary["state"] == "complete", "run_id"]) | set(infeasible["run_id"])
-    if not ids <= done:
+    ran = data / "spec.toml"
+    if not ran.exists():
+        raise ConfigError("data", f"data: {str(data)!r} has no spec.toml (toolkit sweep export)")
+    if tomllib.loads(ran.read_text()) != tomllib.loads(spec.read_text()):
         raise ConfigError(
             "data",
-            f"data: {str(data)!r} lacks {len(ids - done)} of the {len(ids)} runs of {spec.name} "
-            "(make paper FULL=1 runs them)",
+            f"data: {str(data)!r} was made with a spec other than {spec.name} "
+            "(make paper FULL=1 re-runs it)",
         )
-    summary = summary[summary["state"] == "complete"].reset_index(drop=True)
-    evaluations = evaluations[evaluations["run_id"].isin(summary["run_id"])].reset_index(drop=True)
-    for t in (evaluations, summary, infeasible):
-        t["machines"] = (t["scheme.n"] + t["scheme.b"].fillna(0)).astype(int)
-    if not (summary["metric"] == "test_accuracy").all():
+    study = SweepSpec.load(spec)
+    evaluations, summary = load(data)
+    plan = plan_protocol(study, outcomes_of(summary, study.protocol.score))
+    if not plan.done:
         raise ConfigError(
-            "data", f"data: {str(data)!r}: score expects test_accuracy as every main metric"
+            "data",
+            f"data: {str(data)!r} lacks {len(plan.needed)} run(s) that the protocol of "
+            f"{spec.name} calls for (make paper FULL=1 runs them)",
         )
-    summary["score"] = summary["final"].where(summary["status"] == "ok", 0.0).fillna(0.0)
-    summary.attrs["infeasible"] = infeasible.reset_index(drop=True)
-    return evaluations, summary
+    if not (summary["metric"].dropna() == "test_accuracy").all():
+        raise ConfigError("data", f"data: {str(data)!r}: the study scores test_accuracy only")
+    summary = summary.assign(
+        machines=(summary["scheme.n"] + _column(summary, "scheme.b").fillna(0)).astype(int),
+        name=[
+            scheme_name(s, m)
+            for s, m in zip(
+                summary["scheme"],
+                _column(summary, "scheme.momentum"),
+                strict=True,
+            )
+        ],
+    )
+    by_id = summary.set_index("run_id")
+
+    def cell_columns(cell) -> dict:
+        return {
+            "workload": cell.workload,
+            "machines": cell.scheme.rule.machines,
+            "name": scheme_name(cell.scheme.name, getattr(cell.scheme, "momentum", None)),
+            "label": str(cell.scheme),
+            "momentum": cell.momentum,
+        }
+
+    rows = []
+    for s in plan.searches:
+        (cell,) = s.cells
+        for lr, value in zip(s.lrs, s.objective, strict=True):
+            rows.append(
+                {
+                    **cell_columns(cell),
+                    "lr": lr,
+                    "objective": value,
+                    "best_lr": s.best,
+                    "lr_status": s.status,
+                    "below": s.below,
+                    "above": s.above,
+                }
+            )
+    searches = pd.DataFrame(rows)
+    settings = pd.DataFrame(
+        [
+            {
+                "setting": i,
+                "protocol": s.protocol,
+                **cell_columns(s.cell),
+                "lr": s.lr,
+                "lr_status": s.status,
+                "rule": s.rule,
+            }
+            for i, s in enumerate(plan.settings)
+        ]
+    )
+    parts = []
+    for i, s in enumerate(plan.settings):
+        ids = [c.id() for c in s.configs(study.protocol.evaluation_seeds)]
+        parts.append(by_id.loc[ids].reset_index().assign(setting=i))
+    runs = pd.concat(parts, ignore_index=True)
+    failed = runs[runs["state"] != "complete"]
+    if len(failed):
+        raise ConfigError(
+            "data",
+            f"data: {str(data)!r}: {failed['run_id'].nunique()} evaluation run(s) did not "
+            f"complete (e.g. {failed['run_id'].iloc[0]}: {failed.iloc[0].get('error', '')})",
+        )
+    setting_columns = ["name", "machines", "label", "momentum", "lr", "workload", "lr_status"]
+    runs = runs.drop(columns=[*setting_columns, "protocols"], errors="ignore")
+    runs = settings.merge(runs, on="setting")
+    runs["diverged"] = runs["status"] == "diverged"
+    runs["score"] = runs["final"].where(~runs["diverged"], 0.0)
+    return Study(study, plan, evaluations, summary, searches, settings, runs)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, or NaN where the table has no such column (a field no run set)."""
+    return frame[name] if name in frame else pd.Series(np.nan, frame.index)
 
 
 def _output_root() -> Path:

@@ -33,13 +33,17 @@ def plot_sensitivity(
     x: str = "lr",
     by: str = "label",
     ylabel: str = "",
+    colors: dict | None = None,
+    linestyles: dict | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Mean of a value against ``x`` (log axis) for each ``by``, the band from worst to best over
     seeds (:func:`toolkit.sweeps.analysis.sensitivity`). With a ``diverged_fraction`` column, a
     setting where a seed diverged is not joined to its neighbours nor banded: it is a marked
     point at its mean (a cross when every seed diverged, an open circle when some did), with a
-    thin line from worst to best. An empty table leaves a panel that says so."""
+    thin line from worst to best. ``colors`` and ``linestyles`` map values of ``by`` to a line's
+    colour and style (default: seaborn's "deep" palette, solid). An empty table leaves a panel
+    that says so."""
     fig, (ax,) = axes(ax, width=5.5)
     if table.empty:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
@@ -48,10 +52,12 @@ def plot_sensitivity(
     groups = table.groupby(by, sort=True)
     any_diverged = False
     for colour, (name, g) in zip(sns.color_palette("deep", len(groups)), groups, strict=True):
+        colour = (colors or {}).get(name, colour)
         g = g.sort_values(x)
         frac = g["diverged_fraction"] if "diverged_fraction" in g else pd.Series(0.0, g.index)
         ok = (frac == 0).to_numpy()
-        ax.plot(g[x], g["mean"].where(ok), marker="o", color=colour, label=name)
+        ls = (linestyles or {}).get(name, "-")
+        ax.plot(g[x], g["mean"].where(ok), marker="o", ls=ls, color=colour, label=name)
         lo, hi = np.fmin(g["best"], g["worst"]), np.fmax(g["best"], g["worst"])
         ax.fill_between(g[x], lo.where(ok), hi.where(ok), color=colour, alpha=0.2)
         bad = g[~ok]
