@@ -22,7 +22,8 @@
 # holds for any step-time law. (2) The largest stable learning rate under a delay, predicted from
 # the theory and the top Hessian eigenvalue (`toolkit.compare.divergence_table`) against the
 # divergence boundary measured by replay. (3) Zhang et al.'s staleness-aware learning rate
-# alpha_0 / tau (IJCAI 2016) against a constant rate for Async on a real model.
+# alpha_0 / tau (IJCAI 2016) against a constant rate, each tuned, on a real model: read from the
+# committed tables of a sweep run under the comparison protocol (`sweeps/staleness.toml`).
 
 # %%
 import numpy as np
@@ -31,11 +32,14 @@ from scipy import stats
 
 from toolkit.cluster import simulate
 from toolkit.compare import divergence_table
-from toolkit.notebook import Output, profile
+from toolkit.notebook import Output, profile, repo_root
 from toolkit.plots import plot_curves, plot_delay_thresholds
 from toolkit.plots.common import axes
-from toolkit.replay import train
 from toolkit.schemes import Async, Delayed, Sync
+from toolkit.sweeps import SweepSpec, load
+from toolkit.sweeps.protocol import outcomes_of, plan_protocol
+from toolkit.sweeps.report import protocol_report
+from toolkit.sweeps.stats import holm, welch
 from toolkit.theory import delayed_gd_threshold, implicit_momentum, staleness_pmf
 from toolkit.workloads import get_workload
 
@@ -129,41 +133,79 @@ out.figure("thresholds", fig)
 thresholds
 
 # %% [markdown]
-# ## 3. Staleness-aware learning rate on Async(16)
+# ## 3. Staleness-aware learning rate, each policy tuned, on held-out seeds
 #
-# The same simulated Async(16) schedule trained with a constant rate and with alpha_0 / tau
-# (`train(..., staleness="lr")`), at two base rates, on the MNIST-1D MLP.
+# Zhang et al.'s alpha_0 / tau (`staleness = "lr"`: each gradient's rate divided by its
+# staleness) against a constant rate for Async(8), Async(16) and K-batch-async(16, 4), read from
+# the committed tables of `sweeps/staleness.toml` (`data/staleness`; no training here). Under the
+# comparison protocol (`toolkit.sweeps.protocol`) each (scheme, policy) cell's learning rate is
+# searched on a x3 grid with the tuning seeds until its optimum is interior (or against a
+# divergence wall), and the chosen rate is then run on held-out evaluation seeds, which alone are
+# reported: the test accuracy where the run stopped (a plateau, or the maximum budget) with a
+# Student-t interval, and the time to the target as a survival quantity (Kaplan-Meier median,
+# runs that never reach it censored). The two policies of a scheme are compared by Welch's t test
+# on the evaluation seeds, Holm-corrected over the schemes.
 
 # %%
-seeds = [0] if quick else [0, 1, 2, 3, 4]
-n_updates = 1000 if quick else 4000
-curves, rows = [], []
-for seed in seeds:
-    sched = simulate(Async(16), stats.expon(loc=1.0, scale=0.5), updates=n_updates, seed=seed)
-    for lr in [0.1, 0.5]:
-        for policy in ["none", "lr"]:
-            res = train(sched, "mnist1d_mlp", lr=lr, seed=seed, staleness=policy, eval_every=100)
-            ev = res.evaluations
-            label = f"lr {lr:g}, " + ("alpha0/tau" if policy == "lr" else "constant")
-            curves.append(ev.assign(scheme=label, seed=seed))
-            rows.append(
-                {
-                    "lr": lr,
-                    "policy": policy,
-                    "seed": seed,
-                    "status": res.status,
-                    "final_accuracy": ev["test_accuracy"].iloc[-1]
-                    if res.status == "ok"
-                    else np.nan,
-                }
-            )
-aware = out.table("staleness_aware", pd.DataFrame(rows))
-curves = pd.concat(curves, ignore_index=True)
-out.figure("staleness_aware", plot_curves(curves.dropna(subset=["test_accuracy"]), x="update"))
-aware_summary = aware.groupby(["lr", "policy"]).agg(
-    diverged=("status", lambda s: int((s != "ok").sum())), mean_accuracy=("final_accuracy", "mean")
+data = repo_root() / "data" / "staleness"
+spec = SweepSpec.load(data / "spec.toml")
+protocol = spec.protocol
+evaluations, summary = load(data)
+report = protocol_report(spec, evaluations, summary, out.dir / "staleness_protocol")
+plan = plan_protocol(spec, outcomes_of(summary, protocol.score))
+POLICY = {"none": "constant", "lr": "alpha0/tau"}
+keys = ["protocol", "label", "staleness"]
+times = report["time_to_target"][[*keys, "target", "reached", "fraction", "median"]]
+settings = report["evaluation"].merge(times, on=keys, how="left")
+settings["policy"] = settings["staleness"].map(POLICY)
+searched = report["searches"].set_index(["label", "staleness"])["lrs"]
+settings["lrs_searched"] = [searched.loc[(r.label, r.staleness)] for r in settings.itertuples()]
+by_id = summary.set_index("run_id")
+values = {}  # (scheme, policy) -> final test accuracy of each evaluation seed (NaN: diverged)
+for s, row in zip(plan.settings, settings.itertuples(), strict=True):
+    runs = by_id.loc[[c.id() for c in s.configs(protocol.evaluation_seeds)]]
+    ok = (runs["state"] == "complete") & (runs["status"] == "ok")
+    values[(row.label, row.policy)] = runs["final"].where(ok).to_numpy(float)
+schemes = list(dict.fromkeys(settings["label"]))
+tests = [welch(values[(s, "alpha0/tau")], values[(s, "constant")]) for s in schemes]
+p_holm = holm([p for _, _, p in tests])
+aware_tests = pd.DataFrame(
+    {
+        "scheme": schemes,
+        "mean_aware": [np.nanmean(values[(s, "alpha0/tau")]) for s in schemes],
+        "mean_constant": [np.nanmean(values[(s, "constant")]) for s in schemes],
+        "t": [t for t, _, _ in tests],
+        "df": [df for _, df, _ in tests],
+        "p": [p for _, _, p in tests],
+        "p_holm": p_holm,
+        "separated": [bool(np.isfinite(p) and p <= protocol.alpha) for p in p_holm],
+        "test": f"Welch t on evaluation seeds, Holm over {len(schemes)}, alpha {protocol.alpha:g}",
+    }
 )
-aware_summary
+columns = ["label", "policy", "lr", "lr_status", "lrs_searched", "n", "n_finite", "diverged"]
+columns += ["mean", "ci_low", "ci_high", "interval", "stopped", "target", "reached", "median"]
+aware = out.table("staleness_aware", settings[columns])
+out.table("staleness_aware_tests", aware_tests)
+
+fig, (ax, ax2) = axes(None, ncols=2, width=4.6)
+for j, (policy, marker) in enumerate([("constant", "o"), ("alpha0/tau", "s")]):
+    g = aware[aware["policy"] == policy].set_index("label").loc[schemes]
+    x = np.arange(len(schemes)) + (j - 0.5) * 0.2
+    err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
+    ax.errorbar(x, g["mean"], yerr=err, fmt=marker, capsize=3, label=policy)
+ax.set_xticks(np.arange(len(schemes)), [s.replace(", ", ",\n") for s in schemes], fontsize=7)
+ax.set(ylabel="final test accuracy, evaluation seeds (t 95 % interval)")
+ax.legend(fontsize=7)
+curve_runs = summary[  # evaluation seeds; a diverged run has no curve to draw
+    (summary["role"] == "evaluation")
+    & (summary["label"] == "Async(n=16)")
+    & (summary["status"] == "ok")
+]
+curves = evaluations[evaluations["run_id"].isin(curve_runs["run_id"])]
+curves = curves.assign(policy=curves["staleness"].map(POLICY)).dropna(subset=["test_accuracy"])
+plot_curves(curves, by="policy", ax=ax2, title="Async(16), tuned rates, evaluation seeds")
+out.figure("staleness_aware", fig)
+aware
 
 # %%
 quad_ok = bool(
@@ -172,7 +214,9 @@ quad_ok = bool(
         & (qtable["predicted_lr"] <= 1.02 * qtable["measured_hi"])
     ).all()
 )
-a = aware_summary.reset_index().set_index(["lr", "policy"])
+statuses = aware["lr_status"].value_counts()
+budget = float(spec.base["time_budget"])
+plateau = spec.base["plateau"]
 out.number(
     max_mean_rel_err=stale["rel_err"].abs().max(),
     max_tv_exponential=stale.loc[stale["law"] == "exponential", "tv_to_geometric"].max(),
@@ -187,18 +231,43 @@ out.number(
     threshold_ratio_d0=float(qtable["measured_lo"].iloc[0] / qtable["measured_lo"].iloc[-1]),
     theory_ratio_d0=delayed_gd_threshold(0) / delayed_gd_threshold(delays[-1]),
     mlp_ratios=mtable["ratio"].round(2).tolist(),
-    aware_high_acc=a.loc[(0.5, "lr"), "mean_accuracy"],
-    constant_high_acc=a.loc[(0.5, "none"), "mean_accuracy"],
-    constant_high_diverged=int(a.loc[(0.5, "none"), "diverged"]),
-    aware_low_acc=a.loc[(0.1, "lr"), "mean_accuracy"],
-    constant_low_acc=a.loc[(0.1, "none"), "mean_accuracy"],
-    seeds=len(seeds),
     updates=updates,
+    tuning_seeds=len(protocol.tuning_seeds),
+    evaluation_seeds=len(protocol.evaluation_seeds),
+    budget=budget,
+    settings=len(aware),
+    statuses=statuses.to_dict(),
+    aware_separated=int(aware_tests["separated"].sum()),
+    target=float(aware["target"].iloc[0]),
 )
 
 
 def pct(x):
     return "no finite accuracy" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def result(row) -> str:
+    """A setting's evaluation mean with its interval (or its range), tuned lr and status."""
+    if str(row["interval"]).startswith("t "):
+        spread = f"t 95 % interval {100 * row['ci_low']:.1f} to {100 * row['ci_high']:.1f} %"
+    else:
+        spread = f"range of {row['n_finite']} finite seeds, no interval"
+    div = f", {row['diverged']} of {row['n']} seeds diverged" if row["diverged"] else ""
+    return f"{pct(row['mean'])} ({spread}{div}; lr {row['lr']:g}, {row['lr_status']})"
+
+
+def status_words(counts) -> str:
+    """The tuned settings by the status of their lr search, in words."""
+    names = {
+        "interior": "interior",
+        "wall": "at a divergence wall (the next x3 larger rate diverged on both tuning seeds, so "
+        "the optimum lies between the two)",
+        "capped": "CAPPED (still at an end of the search after its last extension)",
+    }
+    if len(counts) == 1:
+        ((status, n),) = counts.items()
+        return f"all {n} {names[status]}"
+    return ", ".join(f"{n} {names[k]}" for k, n in counts.items())
 
 
 mean_ok = bool((stale["rel_err"].abs() < 0.02).all())
@@ -223,14 +292,48 @@ bracket = (
     if quad_ok
     else "falls OUTSIDE the measured bracket for some delay"
 )
+rows = aware.set_index(["label", "policy"])
+verdicts = []
+for t in aware_tests.itertuples():
+    ahead = "alpha_0 / tau" if t.mean_aware > t.mean_constant else "the constant rate"
+    verdict = (
+        f"separated, {ahead} ahead (Holm-adjusted p = {t.p_holm:.3g})"
+        if t.separated
+        else f"not separated (Holm-adjusted p = {t.p_holm:.2g})"
+    )
+    verdicts.append(
+        f"{t.scheme}: alpha_0 / tau {result(rows.loc[(t.scheme, 'alpha0/tau')])} against the "
+        f"constant rate's {result(rows.loc[(t.scheme, 'constant')])}, {verdict}"
+    )
+capped = aware[aware["lr_status"] == "capped"]
+capped_words = (
+    " Capped, so possibly short of their optimum: "
+    + "; ".join(f"{r.label} with the {r.policy} rate" for r in capped.itertuples())
+    + "."
+    if len(capped)
+    else ""
+)
 out.conclusion(
     f"""**Answer.** The clock's mean staleness of Async(M) is
 {"M - 1 within" if mean_ok else "off M - 1 by up to"} {100 * out["max_mean_rel_err"]:.2f} % for
 M = 4..32 under both laws. {shape} The predicted delay threshold on the quadratic {bracket}; from
 delay 0 to {delays[-1]} the measured stable rate falls {out["threshold_ratio_d0"]:.1f}x (theory
 {out["theory_ratio_d0"]:.1f}x). On the MLP, measured / predicted is {out["mlp_ratios"]} (the Hessian
-at initialisation is a local model). On Async(16) with base rate 0.5 the constant rate gives
-{pct(out["constant_high_acc"])} ({out["constant_high_diverged"]} of {len(seeds)} seeds diverged) and
-alpha_0 / tau {pct(out["aware_high_acc"])}; at 0.1 they give {pct(out["constant_low_acc"])} and
-{pct(out["aware_low_acc"])}."""
+at initialisation is a local model). With each policy's learning rate tuned under the comparison
+protocol ({len(protocol.tuning_seeds)} tuning seeds, x{protocol.factor:g} lr search; reported on
+{len(protocol.evaluation_seeds)} held-out evaluation seeds; runs to a plateau of test accuracy,
+{plateau["window"]} evaluations without a gain above {plateau["delta"]:g}, within {budget:g}
+simulated seconds), the tuned rates are {status_words(statuses)}. Final test
+accuracy on the evaluation seeds, {"; ".join(verdicts)} (Welch's t, Holm over
+{len(aware_tests)} comparisons, alpha {protocol.alpha:g}).{capped_words} Time to
+{pct(out["target"])} test accuracy ({100 * protocol.target_fraction:g} % of the best evaluation
+mean; Kaplan-Meier median, a run that never reaches it censored at its end): """
+    + "; ".join(
+        f"{scheme} {policy} {r['reached']} of {r['n']} runs reached it, median "
+        + (f"{r['median']:.0f} s" if np.isfinite(r["median"]) else "not reached by half")
+        for scheme in schemes
+        for policy in POLICY.values()
+        for r in [aware.set_index(["label", "policy"]).loc[(scheme, policy)]]
+    )
+    + "."
 )

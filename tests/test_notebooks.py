@@ -25,6 +25,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -143,6 +144,62 @@ def test_pdf_pages_and_figures(build):
 # on the plot: Sync and Sync with 5 % backups at N = 50, 100, 200)
 CHEN_FIG6 = {50: 61.2, 70: 46.0, 90: 39.2, 95: 38.1, 96: 38.1, 99: 44.0, 100: 55.0}
 CHEN_FIG2 = {50: 2.58 / 2.16, 100: 2.97 / 2.30, 200: 3.45 / 2.81}
+
+
+def _protocol_runs(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tuning runs, evaluation runs) of the committed protocol sweep data/<name> (plain pandas),
+    each with ``value``: the final test accuracy of a run that neither failed nor diverged, else
+    NaN."""
+    s = pd.read_csv(ROOT / "data" / name / "summary.csv")
+    s["value"] = s["final"].where((s["state"] == "complete") & (s["status"] == "ok"))
+    return s[s["role"] == "tuning"].copy(), s[s["role"] == "evaluation"].copy()
+
+
+def _holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), written out."""
+    p = np.asarray(p, dtype=float)
+    out, running = np.empty(len(p)), 0.0
+    for i, j in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (len(p) - i) * p[j]))
+        out[j] = running
+    return out
+
+
+def _check_protocol(
+    tuning: pd.DataFrame, ev: pd.DataFrame, cell: list[str], text: str, *, error: bool = False
+) -> dict:
+    """What every protocol section states, recomputed: 2 tuning and 5 evaluation seeds, disjoint;
+    each setting's lr is the best mean over tuning seeds of its cell's search (a diverged seed
+    scores -inf; ties go to the smaller lr), an interior one strictly inside the lrs searched;
+    the count of settings per status as the conclusion gives it (a capped one said plainly).
+    Returns, per cell, its evaluation mean with its Student-t 95 % interval as a conclusion
+    quotes it (``error``: as test error, 1 - accuracy)."""
+    assert set(tuning["seed"]) == {0, 1} and set(ev["seed"]) == {2, 3, 4, 5, 6}
+    searched = dict(list(tuning.groupby(cell)))
+    statuses, quotes = {}, {}
+    for key, g in ev.groupby(cell):
+        assert sorted(g["seed"]) == [2, 3, 4, 5, 6] and g["lr"].nunique() == 1, key
+        means = searched[key].assign(value=searched[key]["value"].fillna(-np.inf))
+        means = means.groupby("lr")["value"].mean()
+        chosen = means[means == means.max()].index.min()
+        assert chosen == g["lr"].iloc[0], (key, means)
+        status = g["lr_status"].iloc[0]
+        assert status in ("interior", "wall", "capped"), key
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "interior":
+            assert means.index.min() < chosen < means.index.max(), key
+        v = g["value"].dropna().to_numpy()
+        if len(v) == 5:
+            m, half = v.mean(), stats.t.ppf(0.975, 4) * v.std(ddof=1) / np.sqrt(5)
+            lo, hi = (1 - m - half, 1 - m + half) if error else (m - half, m + half)
+            m = 1 - m if error else m
+            quotes[key] = f"{100 * m:.1f} % (t 95 % interval {100 * lo:.1f} to {100 * hi:.1f} %"
+    if "capped" in statuses:
+        assert "Capped, so possibly short of their optimum" in text
+    names = {"interior": "interior", "wall": "at a divergence wall", "capped": "CAPPED"}
+    for status, n in statuses.items():
+        assert f"{n} {names[status]}" in text, status
+    return quotes
 
 
 @reads_the_build
@@ -535,6 +592,7 @@ def test_03_sensitivity(build):
     assert f"lower than under tuned in {lower} of {len(sync)} settings" in text
 
 
+@reads_the_build
 def test_method_statement_names_profile_cpu_and_seeds(build):
     """The PDF says how it was built: the profile, this machine's CPU and cores (read at build
     time), and the seeds of the study."""
@@ -579,10 +637,26 @@ def test_04_staleness(build):
         quad["predicted_lr"] <= 1.02 * quad["measured_hi"]
     )
     assert inside.all() and "inside the measured bracket" in text
-    aware = table(build, name, "staleness_aware")
-    const = aware.query("lr == 0.5 and policy == 'none'")
-    div = int((const["status"] != "ok").sum())
-    assert f"({div} of {len(const)} seeds diverged)" in text
+    # the staleness-aware rate under the protocol, recomputed from data/staleness
+    tuning, ev = _protocol_runs("staleness")
+    quotes = _check_protocol(tuning, ev, ["label", "staleness"], text)
+    assert len(quotes) == 6 and all(q in text for q in quotes.values()), quotes
+    p, words = {}, {}
+    for scheme, g in ev.groupby("label"):
+        aware = g.loc[g["staleness"] == "lr", "value"].dropna()
+        const = g.loc[g["staleness"] == "none", "value"].dropna()
+        p[scheme] = stats.ttest_ind(aware, const, equal_var=False).pvalue
+        words[scheme] = "alpha_0 / tau" if aware.mean() > const.mean() else "the constant rate"
+    adjusted = dict(zip(p, _holm(list(p.values())), strict=True))
+    for scheme, q in adjusted.items():
+        said = re.search(
+            rf"{re.escape(scheme)}: alpha_0 / tau .*?(not separated|separated, (.*?) ahead)", text
+        )
+        assert said, scheme
+        if q <= 0.05:
+            assert said.group(2) == words[scheme], (scheme, q)
+        else:
+            assert said.group(1) == "not separated", (scheme, q)
 
 
 @reads_the_build
@@ -595,10 +669,63 @@ def test_05_easgd(build):
     easgd = easgd_round_robin_spectral_radius(eta=0.001, alpha=0.0025, p=3, h=1.0)
     assert admm > 1 > easgd and f"{admm:.4f} (unstable)" in text and f"{easgd:.4f} (stable)" in text
     assert ((bound["ratio"] - 1).abs() < 0.03).all() and "inside the measured bracket" in text
-    runs = table(build, name, "tau_runs").dropna(subset=["tau"])
-    best = runs.groupby(["family", "tau"])["final_accuracy"].mean().unstack("tau").idxmax(axis=1)
-    for fam, tau in best.items():
-        assert f"tau = {int(tau)} for {fam}" in text
+    # the period sweep under the protocol, recomputed from data/period
+    tuning, ev = _protocol_runs("period")
+    for t in (tuning, ev):
+        t["family"] = np.select(
+            [
+                (t["scheme"] == "easgd") & (t["scheme.momentum"] > 0),
+                t["momentum"] > 0,
+            ],
+            ["EAMSGD", t["label"].str.split("(").str[0] + " + Nesterov 0.9"],
+            t["label"].str.split("(").str[0],
+        )
+        t["tau"] = t["scheme.tau"].fillna(t["scheme.h"])
+    quotes = _check_protocol(tuning, ev, ["label", "momentum"], text)
+    # the best period of each family on the tuning seeds: the best cell score (the best lr's
+    # mean over tuning seeds, a diverged seed scoring -inf)
+    score = tuning.assign(value=tuning["value"].fillna(-np.inf))
+    cell = score.groupby(["family", "tau", "lr"])["value"].mean().groupby(["family", "tau"]).max()
+    best = cell.groupby("family").idxmax()
+    periodic = ev.dropna(subset=["tau"])
+    taus = sorted(periodic["tau"].unique())
+    assert taus[0] == 1 and taus[-1] == 64
+    label = ev.groupby(["family", "tau"])[["label", "momentum"]].first()
+    for fam, (_, tau) in best.items():
+        edge = "interior of 1..64" if 1 < tau < 64 else "at the edge of 1..64"
+        quote = quotes.get(tuple(label.loc[(fam, tau)]))
+        assert f"{fam} tau = {int(tau)} ({edge}; {quote or ''}" in text, fam
+    # DiLoCo at tau = 1 against Sync + Nesterov at its own tuned rate (Welch, Holm over the
+    # control table's pairs)
+    ev["setting"] = ev["family"] + np.where(
+        ev["tau"].notna(), " tau=" + ev["tau"].fillna(0).astype(int).astype(str), ""
+    )
+    d_best = int(best["DiLoCo"][1])
+    members = [
+        *sorted(set(ev.loc[ev["tau"].isna(), "setting"])),
+        "DiLoCo tau=1",
+        f"DiLoCo tau={d_best}",
+    ]
+    members = list(dict.fromkeys(members))
+    values = {m: ev.loc[ev["setting"] == m, "value"].dropna() for m in members}
+    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
+    ps = [stats.ttest_ind(values[a], values[b], equal_var=False).pvalue for a, b in pairs]
+    adjusted = dict(zip(pairs, _holm(ps), strict=True))
+    for other in ("Sync + Nesterov 0.9", "Sync"):
+        pair = (
+            ("DiLoCo tau=1", other)
+            if ("DiLoCo tau=1", other) in adjusted
+            else (other, "DiLoCo tau=1")
+        )
+        q = adjusted[pair]
+        name = re.escape("plain Sync" if other == "Sync" else other)
+        said = re.search(rf"against {name}[^:]*: (not separated|separated, (.*?) ahead)", text)
+        assert said, other
+        if q <= 0.05:
+            lead = max(pair, key=lambda m: values[m].mean())
+            assert said.group(2) == lead, (other, q)
+        else:
+            assert said.group(1) == "not separated", (other, q)
 
 
 @reads_the_build
@@ -673,9 +800,32 @@ def test_08_error_runtime(build):
     shifted = rt[rt["law"] != "exponential"].set_index(["variant", "K"])["clock"]
     ksync = rt[rt["law"] != "exponential"].set_index(["variant", "K"])["theory"]
     assert (shifted.loc["k-async"].to_numpy() <= 1.02 * ksync.loc["k-sync"].to_numpy()).all()
-    err = table(build, name, "error_runtime").groupby(["variant", "K"])["final_error"].mean()
-    variant, k = err.idxmin()
-    assert f"{variant} with K = {k}" in text
+    # the four variants under the protocol, recomputed from data/kvariants
+    tuning, ev = _protocol_runs("kvariants")
+    quotes = _check_protocol(tuning, ev, ["label"], text, error=True)
+    error = 1 - ev.groupby("label")["value"].mean()
+    # the lowest among the settings none of whose evaluation seeds diverged
+    complete = ev.groupby("label")["value"].count() == 5
+    lowest = error[complete].idxmin()
+    from toolkit.theory.tradeoff import VARIANTS, variant_scheme
+
+    names = {str(variant_scheme(v, 8, k)): (v, k) for v in VARIANTS for k in (1, 2, 4, 8)}
+    assert set(error.index) == set(names)
+    variant, k = names[lowest]
+    quote = quotes.get((lowest,), f"{100 * error[lowest]:.1f} %")
+    assert f"whose evaluation seeds diverged is {variant} with K = {k}: {quote}" in text
+    for x in error[~complete].index:  # each setting with a diverged evaluation seed is named
+        assert (
+            f"{names[x][0]} K = {names[x][1]} (" in text.split("some evaluation seeds diverged")[1]
+        )
+    labels = sorted(error.index)
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+    values = {x: ev.loc[ev["label"] == x, "value"].dropna() for x in labels}
+    ps = [stats.ttest_ind(values[a], values[b], equal_var=False).pvalue for a, b in pairs]
+    adjusted = dict(zip(pairs, _holm(ps), strict=True))
+    tied = sum(q > 0.05 for (a, b), q in adjusted.items() if lowest in (a, b))
+    assert f"{tied} of the other 15 settings are not separated from it" in text
+    assert f"Holm over the {len(pairs)} pairs" in text
 
 
 @reads_the_build
