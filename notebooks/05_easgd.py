@@ -21,7 +21,7 @@
 # ADMM can be unstable where EASGD with the same eta and rho is stable (Sec. 4 and Fig. 1, p = 3,
 # h = 1, eta = 0.001, rho = 2.5). We reproduce both from the spectral radii in `toolkit.theory`,
 # check the predicted divergence boundary against replay on the quadratic, and compare EASGD,
-# EAMSGD, LocalSGD and DiLoCo on the MNIST-1D MLP as the communication period tau grows from 1 to
+# EAMSGD, LocalSGD and DiLoCo on the MNIST-1D MLP as the communication period tau grows over 1, 4, 16 and
 # 64, with Sync and Async as references and Sync with Nesterov momentum as the control for
 # DiLoCo's outer momentum, each setting tuned under the comparison protocol and read from the
 # committed tables of `sweeps/period.toml` (no training here).
