@@ -1006,3 +1006,22 @@ def test_curves_hold_a_stopped_run_and_mark_a_diverged_one():
     crosses = [ln for ln in lines if ln.get_marker() == "x" and len(ln.get_xdata())]
     assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in crosses] == [([0.0], [0.0])]
     assert not any(5.0 in np.asarray(ln.get_xdata()) for ln in lines)  # its NaN is not drawn
+
+
+def test_curves_of_single_runs_without_a_seed_column():
+    """One run per line and no ``seed`` or ``run_id`` column (the demo's table): an ok run is
+    its own line, a diverged one ends in a cross at its last finite value."""
+    from toolkit.plots import plot_curves
+
+    df = pd.DataFrame(
+        {
+            "time": [0.0, 10, 0, 10, 20],
+            "test_accuracy": [0.1, 0.5, 0.1, 0.2, np.nan],
+            "scheme": ["A", "A", "B", "B", "B"],
+            "status": ["ok", "ok", "diverged", "diverged", "diverged"],
+        }
+    )
+    lines = plot_curves(df).axes[0].lines
+    assert list(lines[0].get_ydata()) == [0.1, 0.5]
+    crosses = [ln for ln in lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in crosses] == [([10.0], [0.2])]

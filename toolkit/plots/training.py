@@ -52,7 +52,9 @@ def plot_curves(
             ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2, color=line.get_color())
         elif len(ok):
             (line,) = ax.plot(ok[x], ok[y], ls=linestyle, marker=".", color=colour, label=name)
-        for _, r in g[bad].groupby(key, sort=False):
+        diverged = g[bad]
+        one_run = key not in diverged  # no seed or run column: the rows are one run
+        for _, r in [(None, diverged)] if one_run else diverged.groupby(key, sort=False):
             r = r.dropna(subset=[y]).sort_values(x)
             if r.empty:
                 continue
