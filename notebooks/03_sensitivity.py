@@ -249,8 +249,8 @@ out.conclusion(
 tuning seeds, {out["extension_steps"]} extension steps beyond the starting grid),
 {st.get("interior", 0)} ended interior, {st.get("wall", 0)} against a divergence wall and
 {capped_text}. Momentum 0.9 was chosen in {out["momentum_chosen"]} of {out["momentum_cells"]}
-cells of the schemes that take it (median gain of the best tuning score
-{100 * out["momentum_gain_median"]:.1f} accuracy points){"; momentum 0 was kept by " + "; ".join(declined) if declined else ""}.
+cells of the schemes that take it (the best tuning score with momentum 0.9 minus that with 0,
+median over the cells: {100 * out["momentum_gain_median"]:+.1f} accuracy points){"; momentum 0 was kept by " + "; ".join(declined) if declined else ""}.
 The widest good range of learning rates (within 2 points of the best) is
 {out["most_robust"]}'s ({out["most_robust_lrs"]:.1f} lattice points on average), the narrowest
 {out["least_robust"]}'s ({out["least_robust_lrs"]:.1f}); {out["most_diverging"]} diverges most
