@@ -37,7 +37,7 @@ test-integration: $(VENV)/.ready  ## processes, servers, the paper build, whole 
 	$(PYTEST) -m integration
 
 # Execute every notebook (quick profile) and compile paper/paper.typ into paper/build/paper.pdf,
-# from the committed data/; FULL=1 re-runs the paper study first (resumable, @HOURS@ h on 2 CPUs).
+# from the committed data/; FULL=1 re-runs the paper study first (resumable, about 2 h on 2 CPUs).
 paper: $(VENV)/.ready  ## the paper, every figure and number regenerated
 	$(PY) paper/build.py $(if $(FULL),--full)
 
