@@ -601,6 +601,7 @@ def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
 
 # ------------------------------------------------------------------ the shipped quick spec
 @pytest.mark.integration
+@pytest.mark.timeout(600)  # 45 s on an idle 2-core machine, over 120 s at load 3
 def test_protocol_quick_spec_end_to_end(tmp_path):
     out = tmp_path / "quick"
     command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/protocol-quick.toml"]
