@@ -588,7 +588,13 @@ def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_
             assert first.poll() is None, first.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        # the first runner (and its run) stopped while the second starts: it holds the lock
+        # however long the second takes to import on a loaded machine
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr
         assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
