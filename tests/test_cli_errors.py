@@ -406,3 +406,33 @@ def test_config_errors_carry_their_field_through_rewording_and_pickling():
     for error in (inner, big.value, inner.within("scheme").renamed("--n")):
         back = pickle.loads(pickle.dumps(error))
         assert (type(back), back.field, str(back)) == (type(error), error.field, str(error))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bogus"],
+        ["--bogus"],
+        ["theory"],
+        ["sweep"],
+        ["simulate"],
+        ["theory", "step-time", "--n", "x"],
+    ],
+    ids=str,
+)
+def test_argument_errors_are_one_line_with_exit_code_2(argv, capsys):
+    """argparse's own refusals (an unknown command or flag, a missing subcommand or required
+    flag, a value of the wrong type) are one line naming the command, exit 2, no usage lines."""
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: toolkit") and len(err.splitlines()) == 1, err
+    assert "--help" in err
+
+
+def test_theory_step_time_refuses_a_batch_size_below_one(capsys):
+    args = ["theory", "step-time", "--scheme", "sync", "--n", "4", "--dist", "expon()"]
+    assert main([*args, "--batch-size", "0"]) == 2
+    assert "batch_size" in capsys.readouterr().err

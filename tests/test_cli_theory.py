@@ -209,9 +209,11 @@ def test_scheme_errors(capsys):
     assert rc == 2 and "ring" in err
 
 
-def test_theory_without_subcommand_prints_help(capsys):
-    rc, out, _ = run(capsys, "theory")
-    assert rc == 2 and "step-time" in out
+def test_theory_without_subcommand_is_one_line_naming_what_is_missing(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "theory")
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "subcommand" in err and len(err.splitlines()) == 1
 
 
 def test_demo_writes_figures_and_tables(capsys, tmp_path):

@@ -37,8 +37,17 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in one line (``error: PROG: MESSAGE (PROG --help)``,
+    exit 2) instead of the usage lines before them; subcommands' parsers are of this class too
+    (``add_subparsers`` makes parsers of its parser's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="toolkit",
         description="Distributed SGD under stragglers and staleness: theory, a simulated "
         "cluster, and training that follows it.",
@@ -100,8 +109,12 @@ def _main(argv: list[str]) -> int:
         return _error(str(err))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return _error(
+            f"{args.command}: a subcommand is required (see toolkit {args.command} --help)"
+        )
     if args.debug:
         return int(args.func(args) or 0)
     try:

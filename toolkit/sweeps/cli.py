@@ -29,13 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the spec runs only what is not complete), count its runs, write its tables and figures, "
         "or export its tables for data/.",
     )
-    sub = sweep.add_subparsers(dest="sweep_command", metavar="subcommand")
+    sub = sweep.add_subparsers(dest="sweep_command", metavar="subcommand", required=True)
 
-    def usage(_args: argparse.Namespace) -> int:
-        sweep.print_help()
-        return 2
-
-    sweep.set_defaults(func=usage)
     r = sub.add_parser(
         "run",
         help="run (or continue) every point of a spec",

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import ConfigError
+from toolkit.checks import ConfigError, check_int
 from toolkit.cli_args import (
     DEFAULT_COMM,
     DEFAULT_DIST,
@@ -78,6 +78,8 @@ def _line(key: str, value: object) -> str:
 
 # --------------------------------------------------------------------------- commands
 def _cmd_step_time(args: argparse.Namespace) -> int:
+    if args.batch_size is not None:
+        check_int("batch_size", args.batch_size)
     dist = _dist(args)
     comm = comm_from_args(args)
     scheme = scheme_from_args(args)
@@ -279,13 +281,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "times (order-stat), the optimal number of backup workers (backups), and the three side "
         "by side with figures (demo).",
     )
-    sub = theory.add_subparsers(dest="theory_command", metavar="subcommand")
-
-    def usage(_args: argparse.Namespace) -> int:
-        theory.print_help()
-        return 2
-
-    theory.set_defaults(func=usage)
+    sub = theory.add_subparsers(dest="theory_command", metavar="subcommand", required=True)
 
     st = sub.add_parser(
         "step-time",
