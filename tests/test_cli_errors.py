@@ -436,3 +436,24 @@ def test_theory_step_time_refuses_a_batch_size_below_one(capsys):
     args = ["theory", "step-time", "--scheme", "sync", "--n", "4", "--dist", "expon()"]
     assert main([*args, "--batch-size", "0"]) == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_values_of_the_wrong_type_are_config_errors_naming_the_field():
+    """A number where a comm model's text, a TOML text or a table is expected is a ConfigError
+    naming the field, not an AttributeError from inside the parser."""
+    from toolkit.runs import RunConfig
+    from toolkit.schemes import Sync
+    from toolkit.sweeps import SweepSpec
+
+    base = '[base]\nupdates = 4\n[base.scheme]\nname = "sync"\nn = 2\n'
+    cases = [
+        (lambda: RunConfig(scheme=Sync(2), comm=5), "comm"),
+        (lambda: RunConfig.from_toml(5), "config"),
+        (lambda: SweepSpec.from_toml(None), "spec"),
+        (lambda: SweepSpec.from_toml("random = 3\n" + base), "random"),
+        (lambda: SweepSpec.from_toml(base + "[random]\ncount = 2\naxes = 1\n"), "random.axes"),
+    ]
+    for make, field in cases:
+        with pytest.raises(ConfigError) as err:
+            make()
+        assert err.value.field == field, err.value

@@ -1031,3 +1031,18 @@ def test_curves_of_single_runs_without_a_seed_column():
     assert list(lines[0].get_ydata()) == [0.1, 0.5]
     crosses = [ln for ln in lines if ln.get_marker() == "x" and len(ln.get_xdata())]
     assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in crosses] == [([10.0], [0.2])]
+
+
+def test_a_sweep_whose_engine_refuses_its_points_is_refused_before_any_run(tmp_path):
+    """The real backend's checks (here: more ranks than the machine hosts) run for every point
+    before the first run starts: one error, no run directory."""
+    from toolkit.checks import TooLargeError
+
+    spec = SweepSpec.from_toml(
+        'name = "big"\n[base]\nworkload = "logreg"\nupdates = 4\nlr = 0.1\n'
+        '[base.scheme]\nname = "sync"\nn = 1000\n[base.engine]\nname = "distributed"\n'
+        "[grid]\nseed = [0, 1]\n"
+    )
+    with pytest.raises(TooLargeError, match="ranks"):
+        run_sweep(spec, tmp_path / "sweep", jobs=1, progress=False)
+    assert not (tmp_path / "sweep" / "runs").exists()

@@ -172,6 +172,8 @@ def parse_comm(text: str | None) -> CommModel | None:
     """``"ParameterServer(nbytes=4e6, bandwidth=1.25e9, latency=1e-4)"`` -> that comm model (any
     of ``COMM_MODELS``, literal arguments only, parsed with ``ast``, never evaluated); None or
     ``"none"`` -> None (no communication cost)."""
+    if text is not None and not isinstance(text, str):
+        raise ConfigError("comm", f"comm: expected a model's text or None, got {text!r}")
     if text is None or text.strip().lower() == "none":
         return None
     name, args, kwargs = parse_call(text, "comm")

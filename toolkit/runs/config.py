@@ -233,6 +233,8 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, text: str) -> RunConfig:
+        if not isinstance(text, str):
+            raise ConfigError("config", f"config: expected TOML text, got {type(text).__name__}")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:

@@ -46,6 +46,7 @@ import pandas as pd
 
 from toolkit.checks import ConfigError, check_choice, check_int
 from toolkit.runs.config import RunConfig
+from toolkit.runs.engine import get_engine
 from toolkit.sweeps import store
 from toolkit.sweeps.spec import SweepSpec
 
@@ -419,6 +420,9 @@ def run_sweep(
     check_choice("executor", executor, EXECUTORS)
     out = Path(out)
     spec, configs = plan(spec, out)
+    for config in configs:  # what an engine cannot run (e.g. more ranks than the machine hosts)
+        if config.engine.name != "replay":  # is refused before any run starts
+            get_engine(config.engine.name).check(config)
     run = dict(jobs=jobs, executor=executor, address=address, cluster=cluster)
     run.update(parameters=parameters, progress=progress)
     if spec.protocol is not None:

@@ -174,6 +174,8 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, text: str) -> SweepSpec:
         """The spec of a TOML text; errors name the key and its line."""
+        if not isinstance(text, str):
+            raise ConfigError("spec", f"spec: expected TOML text, got {type(text).__name__}")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -210,7 +212,10 @@ class SweepSpec:
         grid = data.get("grid", {})
         if not isinstance(grid, dict):
             raise ConfigError("grid", "grid: expected a table of field = [values]")
-        random = dict(data.get("random", {}))
+        random = data.get("random", {})
+        if not isinstance(random, dict):
+            raise ConfigError("random", "random: expected a table (count, sequence, seed, axes)")
+        random = dict(random)
         known = {"count", "sequence", "seed", "axes"}
         extra = sorted(set(random) - known)
         if extra:
@@ -218,8 +223,10 @@ class SweepSpec:
                 f"random.{extra[0]}",
                 f"{extra[0]}: unknown key in [random]; valid: {', '.join(sorted(known))}",
             )
-        axes = []
-        for name, table in random.pop("axes", {}).items():
+        axes, tables = [], random.pop("axes", {})
+        if not isinstance(tables, dict):
+            raise ConfigError("random.axes", "random.axes: expected a table of [random.axes.FIELD]")
+        for name, table in tables.items():
             if not isinstance(table, dict):
                 raise ConfigError(
                     f"random.axes.{name}",
