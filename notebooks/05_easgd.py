@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.compare import divergence_table
-from toolkit.notebook import Output, profile, repo_root
+from toolkit.notebook import Output, profile, repo_root, setting_result, status_words
 from toolkit.plots import plot_curves, plot_easgd_regions, plot_round_robin_comparison
 from toolkit.plots.common import axes
 from toolkit.schemes import EASGD
@@ -291,28 +291,7 @@ def pct(x):
     return "no finite accuracy" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def result(row) -> str:
-    """A setting's evaluation mean with its interval (or range) and its lr search's status."""
-    if str(row["interval"]).startswith("t "):
-        spread = f"t 95 % interval {100 * row['ci_low']:.1f} to {100 * row['ci_high']:.1f} %"
-    else:
-        spread = f"range of {row['n_finite']} finite seeds, no interval"
-    div = f", {row['diverged']} of {row['n']} seeds diverged" if row["diverged"] else ""
-    return f"{pct(row['mean'])} ({spread}{div}; lr {row['lr']:g}, {row['lr_status']})"
-
-
-def status_words(counts) -> str:
-    """The tuned settings by the status of their lr search, in words."""
-    names = {
-        "interior": "interior",
-        "wall": "at a divergence wall (the next x3 larger rate diverged on both tuning seeds, so "
-        "the optimum lies between the two)",
-        "capped": "CAPPED (still at an end of the search after its last extension)",
-    }
-    if len(counts) == 1:
-        ((status, n),) = counts.items()
-        return f"all {n} {names[status]}"
-    return ", ".join(f"{n} {names[k]}" for k, n in counts.items())
+result = setting_result
 
 
 def test_words(table, a, b) -> str:

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.cluster import simulate
-from toolkit.notebook import Output, profile, repo_root
+from toolkit.notebook import Output, profile, repo_root, setting_result, status_words
 from toolkit.plots import plot_curves
 from toolkit.plots.common import axes
 from toolkit.sweeps import SweepSpec, load
@@ -276,28 +276,9 @@ def pct(x):
 
 def result(row) -> str:
     """A setting's evaluation mean error with its interval (or range) and its lr's status."""
-    if str(row["interval"]).startswith("t "):
-        spread = (
-            f"t 95 % interval {100 * row['error_ci_low']:.1f} to {100 * row['error_ci_high']:.1f} %"
-        )
-    else:
-        spread = f"range of {row['n_finite']} finite seeds, no interval"
-    div = f", {row['diverged']} of {row['n']} seeds diverged" if row["diverged"] else ""
-    return f"{pct(row['error'])} ({spread}{div}; lr {row['lr']:g}, {row['lr_status']})"
-
-
-def status_words(counts) -> str:
-    """The tuned settings by the status of their lr search, in words."""
-    names = {
-        "interior": "interior",
-        "wall": "at a divergence wall (the next x3 larger rate diverged on both tuning seeds, so "
-        "the optimum lies between the two)",
-        "capped": "CAPPED (still at an end of the search after its last extension)",
-    }
-    if len(counts) == 1:
-        ((status, n),) = counts.items()
-        return f"all {n} {names[status]}"
-    return ", ".join(f"{n} {names[k]}" for k, n in counts.items())
+    return setting_result(
+        row, value="error", low="error_ci_low", high="error_ci_high", missing="n/a"
+    )
 
 
 def separated(a, b) -> bool:

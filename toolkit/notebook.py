@@ -48,6 +48,8 @@ __all__ = [
     "read_table",
     "repo_root",
     "scheme_name",
+    "setting_result",
+    "status_words",
 ]
 
 PROFILES = ("quick", "full")
@@ -230,6 +232,42 @@ def paper_sweep(data: str | Path | None = None, spec: str | Path | None = None) 
     runs["diverged"] = runs["status"] == "diverged"
     runs["score"] = runs["final"].where(~runs["diverged"], 0.0)
     return Study(study, plan, evaluations, summary, searches, settings, runs)
+
+
+# How a protocol search ended, in the words of the notebooks' conclusions
+# (toolkit.sweeps.protocol: interior, wall, capped).
+STATUS_WORDS = {
+    "interior": "interior",
+    "wall": "at a divergence wall (the next x3 larger rate diverged on both tuning seeds, so "
+    "the optimum lies between the two)",
+    "capped": "CAPPED (still at an end of the search after its last extension)",
+}
+
+
+def status_words(counts) -> str:
+    """Tuned settings counted by the status of their lr search (``{status: n}``), in words."""
+    if len(counts) == 1:
+        ((status, n),) = counts.items()
+        return f"all {n} {STATUS_WORDS[status]}"
+    return ", ".join(f"{n} {STATUS_WORDS[k]}" for k, n in counts.items())
+
+
+def setting_result(
+    row, *, value="mean", low="ci_low", high="ci_high", missing="no finite accuracy"
+) -> str:
+    """A setting's evaluation mean (column ``value``, in %) with its Student-t interval, or the
+    range when fewer than 5 seeds are finite, its diverged seeds, tuned lr and search status:
+    a row of :func:`toolkit.sweeps.over_seeds` joined with the setting's ``lr``/``lr_status``."""
+
+    def pct(x):
+        return missing if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
+
+    if str(row["interval"]).startswith("t "):
+        spread = f"t 95 % interval {100 * row[low]:.1f} to {100 * row[high]:.1f} %"
+    else:
+        spread = f"range of {row['n_finite']} finite seeds, no interval"
+    div = f", {row['diverged']} of {row['n']} seeds diverged" if row["diverged"] else ""
+    return f"{pct(row[value])} ({spread}{div}; lr {row['lr']:g}, {row['lr_status']})"
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
