@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_interval",
+    "check_path",
     "check_positive",
     "check_real",
 ]
@@ -85,6 +88,13 @@ def check_real(name: str, value: object) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(name, f"{name} must be a number, got {value!r}") from None
+
+
+def check_path(name: str, value: object) -> Path:
+    """``value`` as a Path: a ``str`` or ``os.PathLike`` naming a file or folder."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return Path(value)
+    raise ConfigError(name, f"{name}: expected a path (str or pathlib.Path), got {value!r}")
 
 
 def check_positive(name: str, value: object, allow_zero: bool = False) -> float:

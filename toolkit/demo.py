@@ -23,6 +23,7 @@ import pandas as pd
 
 from toolkit.checks import ConfigError, check_int
 from toolkit.cluster import Schedule
+from toolkit.files import claim_folder
 from toolkit.models import ParameterServer
 from toolkit.models.dists import parse_dist
 from toolkit.schemes import EASGD, Async, Backup, Delayed, KAsync, KBatchAsync, Scheme, Sync
@@ -54,6 +55,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     jobs: int = 2,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Run the demo; returns the summary table (also written to ``out/summary.csv``).
 
@@ -64,6 +66,8 @@ def run_demo(
     (lr / staleness, Zhang et al. IJCAI 2016). "Time to target" is the workload's own target.
     ``jobs``: schemes run at once, each in a process with one torch thread (1: one after the
     other in this process, with a progress bar per run); the numbers do not depend on it.
+    ``out`` is refused when it holds files of the same names that another command wrote
+    (:func:`toolkit.files.claim_folder`), unless ``overwrite``.
     """
     from toolkit.plots import plot_curves
     from toolkit.runs import RunConfig  # torch is imported only here
@@ -71,9 +75,10 @@ def run_demo(
     from toolkit.workloads import get_workload
 
     jobs = check_int("jobs", jobs, 1)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     compute = parse_dist(dist)
+    schemes = default_schemes(machines)
+    outputs = ("summary.csv", "accuracy_vs_time.png", *(s.name for s in schemes))
+    out = claim_folder(out, "demo", outputs, "out", overwrite=overwrite)
     wl = get_workload(workload)
     n_params = sum(p.numel() for p in wl.make_model(seed).parameters())
     comm = ParameterServer(nbytes=4.0 * n_params, bandwidth=2e6, latency=1e-3)
@@ -81,7 +86,7 @@ def run_demo(
     budget = budget_steps * step_time(Sync(machines), compute, comm)
 
     tasks = []
-    for scheme in default_schemes(machines):
+    for scheme in schemes:
         asynchronous = not (scheme.rule.barrier or scheme.rule.replicas)
         config = RunConfig(
             scheme=scheme,
@@ -225,6 +230,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="schemes trained at once, one process with one torch thread each (2)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace files of --out that another command wrote"
+    )
     p.set_defaults(func=_run)
 
 
@@ -243,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
         args.seed,
         progress=not args.no_progress,
         jobs=args.jobs,
+        overwrite=args.overwrite,
     )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

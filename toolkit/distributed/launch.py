@@ -3,9 +3,11 @@ launcher, every wait bounded, and no more ranks than the machine can host.
 
 torchrun ends every local survivor when one worker dies and, killed itself, leaves its workers
 running (measured on torch 2.13, ../shared notes); a scheme that carries on without a dead
-worker needs neither. Each rank here is a ``Popen`` child with ``PR_SET_PDEATHSIG = SIGKILL``
-(Linux), so a launcher killed even with SIGKILL takes its ranks with it, and a hard deadline
-kills what is left.
+worker needs neither. On Linux the ranks are forked from one process that has made their imports
+(:mod:`toolkit.distributed.fork`: one import of torch per run instead of one per rank), elsewhere
+each is a ``Popen`` child; either way every process has ``PR_SET_PDEATHSIG = SIGKILL`` (Linux),
+so a launcher killed even with SIGKILL takes its ranks with it, and a hard deadline kills what
+is left.
 
 How many ranks the machine hosts (:func:`rank_limit`), checked before any process starts: at
 most :data:`RANKS_PER_CORE` per core (ranks spend most of a run in their injected delays and
@@ -132,8 +134,8 @@ def launch(
     survivable: tuple[int, ...] = (),
     watch: Callable[[], None] | None = None,
 ) -> list[int]:
-    """Run ``python -m toolkit.distributed.process JOB RANK`` for every rank of ``world`` with
-    the rendezvous of torch.distributed (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
+    """Run ``toolkit.distributed.process.main(JOB, RANK)`` for every rank of ``world`` (module
+    docstring) with the rendezvous of torch.distributed (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
     ``WORLD_SIZE``) on 127.0.0.1. A rank in ``survivable`` may die while the others go on (a
     scheme that carries on without it); any other rank failing, or the deadline, kills the rest.
     ``watch`` is called about four times a second while the ranks run (a progress bar).
@@ -144,25 +146,12 @@ def launch(
     env["WORLD_SIZE"] = str(world)
     env.setdefault("OMP_NUM_THREADS", "1")
     log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for rank in range(world):
-        err = open(log_dir / f"rank{rank}.err", "w")  # closed once the child has it
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "toolkit.distributed.process", str(job), str(rank)],
-                env=dict(env, RANK=str(rank)),
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                preexec_fn=die_with_parent,
-            )
-        )
-        err.close()
+    ranks = (_Forked if sys.platform == "linux" else _Spawned)(job, world, env, log_dir)
     deadline = time.monotonic() + timeout
     late, watched = False, time.monotonic()
     try:
-        while any(p.poll() is None for p in procs):
-            fatal = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
-            if any(r not in survivable for r in fatal):
+        while None in (codes := ranks.poll()):
+            if any(c not in (None, 0) and r not in survivable for r, c in enumerate(codes)):
                 break
             if time.monotonic() > deadline:
                 late = True
@@ -172,15 +161,12 @@ def launch(
                 watched = time.monotonic()
             time.sleep(0.02)
     finally:
-        stopped = {r for r, p in enumerate(procs) if p.poll() is None}
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for p in procs:
-            p.wait(timeout=10)
-    failed = [r for r, p in enumerate(procs) if p.returncode != 0 and r not in stopped]
+        stopped = {r for r, c in enumerate(ranks.poll()) if c is None}
+        ranks.stop()
+    codes = ranks.poll()
+    failed = [r for r, c in enumerate(codes) if c != 0 and r not in stopped]
     if late or any(r not in survivable for r in failed):
-        reasons = [_why(r, procs[r].returncode, log_dir) for r in failed]
+        reasons = [_why(r, codes[r], log_dir) for r in failed]
         if late:
             head = f"timeout: the run did not finish within {timeout:g} s; "
             reasons.insert(0, f"ranks {sorted(stopped)} were still running, killed")
@@ -192,10 +178,100 @@ def launch(
     return failed
 
 
+class _Forked:
+    """The ranks forked by one :mod:`toolkit.distributed.fork` process (Linux): the imports
+    are made once per run instead of once per rank. ``poll()`` is every rank's return code so
+    far (None: running or not yet started); ``stop()`` kills the ranks left and waits for them."""
+
+    def __init__(self, job: Path, world: int, env: dict, log_dir: Path) -> None:
+        self.codes: list[int | None] = [None] * world
+        self.pids: dict[int, int] = {}  # rank: pid
+        self.log_dir, self._buffer = log_dir, b""
+        with open(log_dir / "fork.err", "w") as err:
+            command = ["-m", "toolkit.distributed.fork", str(job), str(world), str(log_dir)]
+            self.proc = subprocess.Popen(
+                [sys.executable, *command],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                preexec_fn=die_with_parent,
+            )
+        os.set_blocking(self.proc.stdout.fileno(), False)
+
+    def _read(self) -> None:
+        while not self.proc.stdout.closed:
+            try:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:  # the forker has ended
+                self.proc.stdout.close()
+                return
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                what, rank, value = line.decode().split()
+                if what == "start":
+                    self.pids[int(rank)] = int(value)
+                else:
+                    self.codes[int(rank)] = int(value)
+
+    def poll(self) -> list[int | None]:
+        self._read()
+        code = self.proc.poll()
+        if code is not None:
+            self._read()  # the lines written before it ended
+            # a forker that died (killed, or failing before a fork) takes its ranks with it
+            lost = code if code != 0 else 1
+            self.codes = [lost if c is None else c for c in self.codes]
+        return list(self.codes)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # the forker kills and reaps its ranks, then ends
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # its ranks die with it (PR_SET_PDEATHSIG)
+                self.proc.wait(timeout=10)
+        self.poll()
+
+
+class _Spawned:
+    """One ``python -m toolkit.distributed.process JOB RANK`` process per rank (not Linux)."""
+
+    def __init__(self, job: Path, world: int, env: dict, log_dir: Path) -> None:
+        self.procs = []
+        for rank in range(world):
+            with open(log_dir / f"rank{rank}.err", "w") as err:
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "toolkit.distributed.process", str(job), str(rank)],
+                        env=dict(env, RANK=str(rank)),
+                        stdout=subprocess.DEVNULL,
+                        stderr=err,
+                        preexec_fn=die_with_parent,
+                    )
+                )
+
+    def poll(self) -> list[int | None]:
+        return [p.poll() for p in self.procs]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait(timeout=10)
+
+
 def _why(rank: int, code: int, log_dir: Path) -> str:
     """Why a rank ended: the signal that killed it, or its exit code and the last line it wrote
     to stderr (a traceback's exception, or the one-line refusal of the rank's checks)."""
     if code < 0:
         return f"rank {rank} died ({signal.Signals(-code).name})"
-    lines = (log_dir / f"rank{rank}.err").read_text().strip().splitlines()
+    err = log_dir / f"rank{rank}.err"
+    if not err.exists():  # never started: the forker's own error
+        err = log_dir / "fork.err"
+    lines = err.read_text().strip().splitlines() if err.exists() else []
     return f"rank {rank} failed (exit code {code})" + (f": {lines[-1].strip()}" if lines else "")

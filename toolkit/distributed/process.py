@@ -173,7 +173,8 @@ def main(job_path: str, rank: int) -> None:
         # clocks differ; the barrier's skew across ranks is well under a millisecond locally).
         # A resumed run's times go on from its checkpoint's.
         t0 = time.monotonic() - (float(r.resume["time"]) if r.resume else 0.0)
-        (Path(job["out"]) / f"rank{rank}.ready").touch()  # for whoever watches the run
+        ready = Path(job["out"]) / f"rank{rank}.ready"  # for whoever watches the run: its pid
+        atomic_write(ready, lambda tmp: tmp.write_text(str(os.getpid())))
         server_rank, worker_rank = PATHS[job["path"]]
         params = (server_rank if rank == 0 else worker_rank)(r, t0)
         if rank == 0:

@@ -303,7 +303,10 @@ def worker(r, t0: float) -> None:
                 )
             j += 1
             continue
-        _push([version, j, time.monotonic() - start, loss], g)
+        try:
+            _push([version, j, time.monotonic() - start, loss], g)
+        except RuntimeError:  # the server has finished and gone (had it failed, the launcher
+            return  # names it: rank 0 is never survivable)
         j += 1
         msg = _take(q, timeout, w)
     _bye()

@@ -74,6 +74,12 @@ def check_step_dist(dist: Any, name: str = "dist") -> Any:
             f"{name} must be a frozen scipy.stats continuous distribution "
             f"(e.g. scipy.stats.expon(loc=1, scale=0.5)) or toolkit.models.Empirical, got {dist!r}",
         )
+    if any(np.ndim(v) != 0 for v in (*dist.args, *dist.kwds.values())):
+        raise ConfigError(
+            name,
+            f"{name}: {dist.dist.name} has array-valued parameters (a family of laws); step times "
+            "need one law with scalar parameters",
+        )
     lo, hi = (float(v) for v in dist.support())
     if math.isnan(lo) or math.isnan(hi):
         raise ConfigError(
@@ -166,10 +172,15 @@ def parse_dist(text: str, column: str | None = None) -> object:
         raise ConfigError("dist", f"dist: {name!r} is not a scipy.stats distribution")
     try:
         frozen = family(*args, **kwargs)
-        frozen.mean()  # scipy checks the shape parameters lazily
+        with np.errstate(all="ignore"):  # an overflowing mean is refused below, not warned of
+            mean = frozen.mean()  # scipy checks the shape parameters lazily
     except TypeError as e:
         raise ConfigError("dist", f"dist: bad arguments for {name}: {e}") from None
-    if not np.isfinite(frozen.mean()):
+    if np.ndim(mean) != 0:
+        raise ConfigError(
+            "dist", f"dist: {text!r} has array-valued parameters; step times need one law"
+        )
+    if not np.isfinite(mean):
         raise ConfigError(
             "dist", f"dist: {text!r} has no finite mean (invalid or heavy-tailed parameters)"
         )

@@ -211,6 +211,9 @@ def train(
             raise ConfigError(
                 name, f"{name}: expected a toolkit.replay.{kind.__name__}, got {value!r}"
             )
+    seed = check_int("seed", seed, 0)
+    if stop is not None and not callable(stop):
+        raise ConfigError("stop", f"stop: expected a function of the evaluations, got {stop!r}")
     lr = check_positive("lr", workload.lr if lr is None else lr)
     batch_size = check_int("batch_size", workload.batch_size if batch_size is None else batch_size)
     if batch_size > workload.n_train:

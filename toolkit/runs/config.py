@@ -51,6 +51,7 @@ from toolkit.checks import (
     check_choice,
     check_int,
     check_interval,
+    check_path,
     check_positive,
 )
 from toolkit.models.comm import parse_comm
@@ -244,7 +245,7 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         """A config from a ``.toml`` or ``.json`` file."""
-        path = Path(path)
+        path = check_path("path", path)
         text = path.read_text()
         return cls.from_json(text) if path.suffix == ".json" else cls.from_toml(text)
 

@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("out", help="sweep directory")
     ex.add_argument("--dest", required=True, help="folder for the two tables (created)")
+    ex.add_argument(
+        "--overwrite", action="store_true", help="replace files of --dest not written by an export"
+    )
     ex.set_defaults(func=_export)
 
 
@@ -154,7 +157,7 @@ def _status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from toolkit.sweeps.store import export
 
-    for path in export(args.out, args.dest):
+    for path in export(args.out, args.dest, overwrite=args.overwrite):
         print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -291,13 +291,17 @@ def _submitit(
 
 def plan(spec: SweepSpec | str | Path, out: Path) -> tuple[SweepSpec, list[RunConfig]]:
     """The spec and its distinct points; writes ``out/spec.toml`` (atomically) for a spec read
-    from a file."""
-    from toolkit.files import atomic_write
+    from a file. ``out`` is refused when it holds a ``spec.toml`` or ``runs/`` of something
+    other than a sweep (:func:`toolkit.files.claim_folder`)."""
+    from toolkit.files import atomic_write, claim_folder
 
+    text = None
     if not isinstance(spec, SweepSpec):
         text = Path(spec).read_text()
         spec = SweepSpec.from_toml(text)
-        out.mkdir(parents=True, exist_ok=True)
+    outputs, own = ("spec.toml", "runs", "schedules"), (LOCK_FILE, "runs", "log.jsonl")
+    claim_folder(out, "sweep run", outputs, "out", own=own, hint="choose another folder")
+    if text is not None:
         atomic_write(out / "spec.toml", lambda tmp: tmp.write_text(text))
     return spec, list({c.id(): c for c in spec.points()}.values())
 

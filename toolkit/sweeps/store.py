@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import ConfigError
-from toolkit.files import atomic_write
+from toolkit.checks import ConfigError, check_path
+from toolkit.files import atomic_write, claim_folder
 from toolkit.replay import Results
 from toolkit.runs.config import RunConfig
 from toolkit.runs.directory import MANIFEST_FILE
@@ -137,9 +137,9 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
     from toolkit.schemes import make_scheme
     from toolkit.workloads import get_workload
 
-    out = Path(out)
+    out = check_path("out", out)
     if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
-        return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
+        return _read_export(out)
     _check_sweep(out)
     evals, rows = [], []
     paths = _runs(out) if ids is None else [out / "runs" / i for i in sorted(set(ids))]
@@ -220,12 +220,15 @@ def _ids(spec, summary: pd.DataFrame) -> set[str]:
     return {c.id() for c in configs}
 
 
-def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
+def export(out: str | Path, dest: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write :func:`load`'s tables of the sweep in ``out`` to ``dest/evaluations.parquet`` and
     ``dest/summary.csv`` (each written atomically); returns their paths. Where ``out/spec.toml``
     is there, only the runs of its points (under a ``[protocol]``: the runs its decisions use)
     are exported (a directory may also hold runs of an earlier version of the spec), and the
-    spec is copied beside them, so that a protocol's report can be made from the export."""
+    spec is copied beside them, so that a protocol's report can be made from the export.
+    ``dest`` is refused when it holds files of those names that an export did not write (the
+    sweep directory itself included; :func:`toolkit.files.claim_folder`), unless
+    ``overwrite``."""
 
     evaluations, summary = load(out)
     if summary.empty:
@@ -236,8 +239,14 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
         summary = summary[summary["run_id"].isin(ids)].reset_index(drop=True)
         if not evaluations.empty:
             evaluations = evaluations[evaluations["run_id"].isin(ids)].reset_index(drop=True)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = claim_folder(
+        dest,
+        "sweep export",
+        (*EXPORT_FILES, "spec.toml"),
+        "dest",
+        own=(EXPORT_FILES[0],),
+        overwrite=overwrite,
+    )
     ev = atomic_write(
         dest / EXPORT_FILES[0], lambda p: evaluations.to_parquet(p, index=False, compression="zstd")
     )
@@ -246,6 +255,18 @@ def export(out: str | Path, dest: str | Path) -> tuple[Path, Path]:
         text = (Path(out) / "spec.toml").read_text()
         atomic_write(dest / "spec.toml", lambda p: p.write_text(text))
     return ev, su
+
+
+def _read_export(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables of an export; a ConfigError naming ``out`` when one cannot be read."""
+    import pyarrow
+
+    try:
+        return pd.read_parquet(out / EXPORT_FILES[0]), pd.read_csv(out / EXPORT_FILES[1])
+    except (OSError, pyarrow.ArrowException, pd.errors.ParserError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = f"out: the export in {str(out)!r} cannot be read ({first})"
+        raise ConfigError("out", why) from None
 
 
 def _check_sweep(out: Path) -> None:

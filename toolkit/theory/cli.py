@@ -37,6 +37,7 @@ from toolkit.cli_args import (
     dist_from_args,
     scheme_from_args,
 )
+from toolkit.files import claim_folder
 from toolkit.models.comm import ParameterServer, parse_comm
 from toolkit.schemes import (
     EASGD,
@@ -226,6 +227,15 @@ def _demo_server(m: int, dist, comm, out: Path) -> pd.DataFrame:
     return queue
 
 
+DEMO_FILES = (
+    "backups.png",
+    "ps_throughput.png",
+    "step_times.csv",
+    "backups.csv",
+    "ps_throughput.csv",
+)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     m = args.machines
     if m < 2:
@@ -238,7 +248,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"comm = {comm if comm is not None else 'none'}"
     )
     steps = _demo_step_times(m, dist, comm, args.seed)  # refuses a cluster too large first
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, "theory demo", DEMO_FILES, "out", overwrite=args.overwrite)
     print("\npredicted step time (per update; per local step for replica schemes) and throughput")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(steps.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
@@ -247,8 +257,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     steps.to_csv(out / "step_times.csv", index=False)
     table.to_csv(out / "backups.csv", index=False)
     queue.to_csv(out / "ps_throughput.csv", index=False)
-    files = ("backups.png", "ps_throughput.png", "step_times.csv", "backups.csv")
-    for name in (*files, "ps_throughput.csv"):
+    for name in DEMO_FILES:
         print(f"wrote {out / name}")
     return 0
 
@@ -336,6 +345,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dm.add_argument("--machines", type=int, default=100, help="machines (default 100)")
     _add_progress_args(dm, critical=64.0)
     dm.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo (default 0)")
+    dm.add_argument(
+        "--overwrite", action="store_true", help="replace files of --out that another command wrote"
+    )
     add_cluster_args(
         dm.add_argument_group("cluster (toolkit.cluster)"),
         dist_default=DEFAULT_DIST,

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import special
 
-from toolkit.checks import check_array, check_int
+from toolkit.checks import ConfigError, check_array, check_int
 
 __all__ = ["order_statistic_cdf_groups", "order_statistics_groups"]
 
@@ -41,17 +41,23 @@ _TOL = 1e-12
 
 def _cdfs(groups: Sequence[Group]) -> tuple[list[int], list[Callable]]:
     if not groups:
-        raise ValueError("groups: expected at least one (workers, distribution or CDF) pair")
+        raise ConfigError(
+            "groups", "groups: expected at least one (workers, distribution or CDF) pair"
+        )
     counts, cdfs = [], []
     for i, group in enumerate(groups):
         try:
             count, law = group
         except (TypeError, ValueError):
-            raise ValueError(f"groups[{i}]: expected a (workers, distribution) pair") from None
+            raise ConfigError(
+                "groups", f"groups[{i}]: expected a (workers, distribution) pair"
+            ) from None
         counts.append(check_int(f"groups[{i}] workers", count, 1))
         cdf = getattr(law, "cdf", law)
         if not callable(cdf):
-            raise ValueError(f"groups[{i}]: expected a distribution with .cdf or a CDF callable")
+            raise ConfigError(
+                "groups", f"groups[{i}]: expected a distribution with .cdf or a CDF callable"
+            )
         cdfs.append(cdf)
     return counts, cdfs
 
@@ -90,7 +96,7 @@ def order_statistic_cdf_groups(groups: Sequence[Group], k: object, x: object) ->
     counts, cdfs = _cdfs(groups)
     kk = check_array("k", k, low=1, integer=True).astype(int).reshape(-1)
     if kk.max() > sum(counts):
-        raise ValueError(f"k: expected 1 <= k <= n = {sum(counts)}, got {kk.max()}")
+        raise ConfigError("k", f"k: expected 1 <= k <= n = {sum(counts)}, got {kk.max()}")
     xx = check_array("x", x).reshape(-1)
     return _at_least(counts, cdfs, xx, kk)
 
@@ -106,11 +112,15 @@ def _support(counts: list[int], cdfs: list[Callable]) -> tuple[float, float]:
     above = sum(c * (1.0 - F) for c, F in zip(counts, cdf, strict=True))
     low = np.flatnonzero(below < _TOL)
     if low.size == 0:
-        raise ValueError("groups: the step times have mass near 0; step times must be > 0")
+        raise ConfigError(
+            "groups", "groups: the step times have mass near 0; step times must be > 0"
+        )
     i = low[-1]
     high = np.flatnonzero(above[i + 1 :] < _TOL)
     if high.size == 0:
-        raise ValueError("groups: the step-time tail is too heavy for a finite mean of X_(n:n)")
+        raise ConfigError(
+            "groups", "groups: the step-time tail is too heavy for a finite mean of X_(n:n)"
+        )
     return float(_LADDER[i]), float(_LADDER[i + 1 + high[0]])
 
 
@@ -124,10 +134,12 @@ def order_statistics_groups(
     counts, cdfs = _cdfs(groups)
     kk = check_array("k", k, low=1, integer=True).astype(int).reshape(-1)
     if kk.max() > sum(counts):
-        raise ValueError(f"k: expected 1 <= k <= n = {sum(counts)}, got {kk.max()}")
+        raise ConfigError("k", f"k: expected 1 <= k <= n = {sum(counts)}, got {kk.max()}")
     qs = check_array("quantiles", np.asarray(quantiles, dtype=float)).reshape(-1)
     if np.any((qs <= 0) | (qs >= 1)):
-        raise ValueError(f"quantiles: expected values in (0, 1), got {list(quantiles)}")
+        raise ConfigError(
+            "quantiles", f"quantiles: expected values in (0, 1), got {list(quantiles)}"
+        )
     points = check_int("points", points, 16)
     lo, hi = _support(counts, cdfs)
     x = np.geomspace(lo, hi, points)

@@ -44,6 +44,11 @@ __all__ = [
 Method = Literal["auto", "closed", "quadrature"]
 
 
+# The largest n at which the quadrature (toolkit.theory.order_quadrature) was checked against the
+# Gumbel asymptotics of toolkit.theory.extremes; at n = 1e13 it returns inf for gamma(2).
+QUADRATURE_MAX_N = 10**12
+
+
 def _check_kn(k: object, n: object) -> tuple[np.ndarray, np.ndarray, bool]:
     """Broadcast k and n to float arrays of integers with 1 <= k <= n."""
     nn = check_array("n", n, low=1, integer=True)
@@ -119,6 +124,13 @@ def _moments(dist, k, n, method, want_var):
             )
         mean, var = closed_form_moments(dist, kf, nf, want_var)
     else:
+        if nf.size and nf.max() > QUADRATURE_MAX_N:
+            raise ConfigError(
+                "n",
+                f"n: {int(nf.max()):d} is beyond what the quadrature of order statistics is "
+                f"checked for (n <= {QUADRATURE_MAX_N:.0e}; gamma(2) at n = 1e13 already gives "
+                "inf); toolkit.theory.extremes has the asymptotic E[max]",
+            )
         mean, var = quadrature_moments(dist, kf, nf, want_var)
     mean = _out(np.asarray(mean, dtype=float).reshape(shape), scalar)
     if not want_var:
