@@ -3,21 +3,29 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import warnings
 
 import pytest
 import scipy.stats as st
 
 from toolkit.checks import ConfigError
+from toolkit.cli import main
 from toolkit.cluster import simulate
+from toolkit.demo import run_demo
+from toolkit.distributed.run import DistributedEngine
 from toolkit.models.dists import parse_dist
 from toolkit.replay import train
 from toolkit.runs import RunConfig
-from toolkit.schemes import Sync
+from toolkit.schemes import Delayed, Sync
 from toolkit.sweeps import load
 from toolkit.theory import expected_order_statistic, step_time
 from toolkit.theory.extremes import expected_max_asymptotic
+from toolkit.theory.order_derive import derive_closed_forms
 from toolkit.theory.order_groups import order_statistics_groups
+from toolkit.theory.renewal import kbatch_sync_time
+from toolkit.workloads import get_workload
 
 
 def _field(call, field: str) -> ConfigError:
@@ -29,9 +37,16 @@ def _field(call, field: str) -> ConfigError:
     return info.value
 
 
-def test_a_number_where_a_path_belongs():
+def test_a_number_where_a_path_belongs_and_paths_of_the_wrong_kind(tmp_path, capsys):
     _field(lambda: RunConfig.load(5), "path")
     _field(lambda: load(5), "out")
+    (tmp_path / "c.yaml").write_text('seed = 0\n[scheme]\nname = "sync"\nn = 2\n')
+    assert "not a .toml or .json" in str(
+        _field(lambda: RunConfig.load(tmp_path / "c.yaml"), "path")
+    )
+    argv = ["simulate", "--scheme", "sync", "--n", "2", "--updates", "3", "--out", ""]
+    argv += ["--dist", "expon(loc=1, scale=0.5)"]
+    assert main(argv) == 2 and capsys.readouterr().err.startswith("error: out: an empty path")
 
 
 def test_an_export_that_cannot_be_read(tmp_path):
@@ -63,3 +78,50 @@ def test_order_statistics_beyond_their_checked_range_and_empty_groups():
 
 def test_a_law_without_a_finite_mean_is_refused_without_warnings():
     assert "no finite mean" in str(_field(lambda: parse_dist("lognorm(50)"), "dist"))
+
+
+# ------------------------------------------------------------------ limits checked before work
+def _refused(call, field: str, seconds: float = 20.0) -> str:
+    """``call`` refused naming ``field`` before its work: well within ``seconds`` (a bound for a
+    loaded machine; the work refused would take minutes to days)."""
+    start = time.monotonic()
+    err = _field(call, field)
+    assert time.monotonic() - start < seconds
+    return str(err)
+
+
+def test_theory_refuses_work_beyond_the_limit(monkeypatch):
+    assert "TOOLKIT_WORK_LIMIT" in _refused(
+        lambda: kbatch_sync_time(10**6, 10**6, st.expon(1, 0.5)), "k"
+    )
+    _refused(lambda: derive_closed_forms(10**6), "n_max")
+    monkeypatch.setenv("TOOLKIT_WORK_LIMIT", "1e3")  # the limit is the user's to move
+    _refused(lambda: step_time(Delayed(64, 1), st.expon(1, 0.5)), "n")
+    monkeypatch.setenv("TOOLKIT_WORK_LIMIT", "lots")
+    _refused(lambda: step_time(Delayed(64, 1), st.expon(1, 0.5)), "TOOLKIT_WORK_LIMIT")
+
+
+def test_data_runs_and_demos_too_large_are_refused_before_work(tmp_path):
+    _refused(lambda: get_workload("logreg", n_train=10**12), "n_train")
+    _refused(lambda: get_workload("cifar10_resnet", synthetic=True, n_train=10**10), "n_train")
+    _refused(lambda: run_demo(tmp_path / "d", machines=10**6, progress=False), "machines")
+    assert not (tmp_path / "d").exists()
+    engine = DistributedEngine()
+    sync = RunConfig(scheme=Sync(2), workload="logreg", updates=10**9, engine="distributed")
+    assert "300 GB" in _refused(lambda: engine.check(sync), "updates")
+    slow = sync.replace(updates=4, engine={"name": "distributed", "time_scale": 1e9})
+    assert "at least 3" in _refused(lambda: engine.check(slow), "timeout")
+    engine.check(sync.replace(updates=4))  # the same run at the default scale is fine
+
+
+def test_a_ray_address_nobody_listens_on_is_refused_at_once():
+    from toolkit.sweeps.runner import _check_listening
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert "no Ray cluster answers" in _refused(
+        lambda: _check_listening(f"127.0.0.1:{port}"), "address"
+    )
+    _refused(lambda: _check_listening("nohostport"), "address")
+    _check_listening("auto")  # left to Ray

@@ -633,7 +633,9 @@ def test_cli_run_failures_are_one_line_naming_the_ranks_and_why(tmp_path):
     done = subprocess.run(debug, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "Traceback" in done.stderr
 
-    late = [*base, "--scheme", "sync", "--n", "2", "--updates", "100000", "--timeout", "3"]
+    # 300 updates take at least 2.3 s (the engine's lower bound: no refusal before the start)
+    # and about 5 s (300 E[max of 2 step times] x 0.01 s) plus the ranks' start
+    late = [*base, "--scheme", "sync", "--n", "2", "--updates", "300", "--timeout", "3"]
     done = subprocess.run(
         [*late, "--out", str(tmp_path / "late")], capture_output=True, text=True, timeout=180
     )

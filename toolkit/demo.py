@@ -15,6 +15,7 @@ reaches the best test accuracy in the same time on this cluster?"
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import pandas as pd
 
 from toolkit.checks import ConfigError, check_int
 from toolkit.cluster import Schedule
+from toolkit.cluster.clock import estimate_bytes
 from toolkit.files import claim_folder
+from toolkit.limits import check_memory
 from toolkit.models import ParameterServer
 from toolkit.models.dists import parse_dist
 from toolkit.schemes import EASGD, Async, Backup, Delayed, KAsync, KBatchAsync, Scheme, Sync
@@ -77,13 +80,18 @@ def run_demo(
     jobs = check_int("jobs", jobs, 1)
     compute = parse_dist(dist)
     schemes = default_schemes(machines)
-    outputs = ("summary.csv", "accuracy_vs_time.png", *(s.name for s in schemes))
-    out = claim_folder(out, "demo", outputs, "out", overwrite=overwrite)
     wl = get_workload(workload)
     n_params = sum(p.numel() for p in wl.make_model(seed).parameters())
     comm = ParameterServer(nbytes=4.0 * n_params, bandwidth=2e6, latency=1e-3)
     comm_text = f"ParameterServer(nbytes={comm.nbytes!r}, bandwidth=2e6, latency=1e-3)"
     budget = budget_steps * step_time(Sync(machines), compute, comm)
+    # every worker busy for the whole budget: an upper bound on each scheme's gradients, which
+    # Async turns into as many updates, each one Schedule row (toolkit.cluster.clock)
+    gradients = math.ceil(machines * budget / float(compute.mean()))
+    what = f"the demo's clusters of {machines} machines (up to {gradients:.3g} gradients each)"
+    check_memory("machines", what, estimate_bytes(Async(machines), gradients))
+    outputs = ("summary.csv", "accuracy_vs_time.png", *(s.name for s in schemes))
+    out = claim_folder(out, "demo", outputs, "out", overwrite=overwrite)
 
     tasks = []
     for scheme in schemes:

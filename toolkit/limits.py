@@ -4,7 +4,13 @@ argument to change instead of growing until the kernel kills it.
 
 The limit is ``TOOLKIT_MEMORY_LIMIT`` (bytes, or a number with a unit: ``"8GB"``, ``"512MiB"``)
 when set, else half of the machine's physical memory; :func:`set_memory_limit` changes it for
-the running process. :func:`cores` counts the CPUs this process may run on, the measure of how
+the running process.
+
+Computations that take long declare their work, a rough count of elementary operations (the
+same count decides whether they show a progress bar); :func:`check_work` refuses work above
+``TOOLKIT_WORK_LIMIT`` (default :data:`WORK_LIMIT`, 1e11: a few minutes on one core of a 2-core
+development machine, where the Delayed Monte Carlo ran at 4e8 to 1e9 units per second).
+:func:`cores` counts the CPUs this process may run on, the measure of how
 many processes (sweep workers, ranks of the real backend) the machine can host.
 """
 
@@ -15,7 +21,17 @@ import re
 
 from toolkit.checks import ConfigError, TooLargeError
 
-__all__ = ["check_memory", "cores", "format_bytes", "memory_limit", "set_memory_limit"]
+__all__ = [
+    "WORK_LIMIT",
+    "check_memory",
+    "check_work",
+    "cores",
+    "format_bytes",
+    "memory_limit",
+    "set_memory_limit",
+]
+
+WORK_LIMIT = 1e11
 
 _UNITS = {
     "": 1,
@@ -75,6 +91,28 @@ def check_memory(argument: str, what: str, nbytes: float) -> None:
             argument,
             f"{argument}: {what} needs about {format_bytes(nbytes)}, above the limit of "
             f"{format_bytes(limit)} (TOOLKIT_MEMORY_LIMIT, default half the machine's memory)",
+        )
+
+
+def check_work(argument: str, what: str, work: float) -> None:
+    """:class:`~toolkit.checks.TooLargeError` naming ``argument`` when ``what`` is more than
+    ``TOOLKIT_WORK_LIMIT`` elementary operations (module docstring)."""
+    env = os.environ.get("TOOLKIT_WORK_LIMIT")
+    if env:
+        try:
+            limit = float(env)
+        except ValueError:
+            raise ConfigError(
+                "TOOLKIT_WORK_LIMIT",
+                f"TOOLKIT_WORK_LIMIT: expected a number of operations (1e12), got {env!r}",
+            ) from None
+    else:
+        limit = WORK_LIMIT
+    if work > limit:
+        raise TooLargeError(
+            argument,
+            f"{argument}: {what} is about {work:.2g} operations, above the limit of {limit:.2g} "
+            "(minutes; TOOLKIT_WORK_LIMIT raises it)",
         )
 
 

@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("out", "out: an empty path; name a .parquet or .csv file")
     if args.out and Path(args.out).is_file() and not args.overwrite:
         raise ConfigError(
             "out", f"out: {args.out!r} already exists; pass --overwrite to replace it"

@@ -36,10 +36,13 @@ import pandas as pd
 import torch
 
 from toolkit.checks import ConfigError, check_positive
+from toolkit.cluster.clock import estimate_bytes
 from toolkit.cluster.schedule import RowKind
 from toolkit.distributed.collective import ROW, Row
 from toolkit.distributed.engine import path_of, read_logs, run_distributed, world_size
 from toolkit.distributed.launch import check_ranks
+from toolkit.limits import check_memory
+from toolkit.models import as_compute, parse_compute
 from toolkit.replay.batched import FlatModel
 from toolkit.replay.results import Results
 from toolkit.replay.train import provenance
@@ -81,7 +84,13 @@ class DistributedEngine:
     ) -> None:
         """What the real backend cannot run, refused before a directory or a process exists:
         a time budget, a target or a plateau (it runs a fixed number of updates), bad bounds,
-        and more ranks than the machine hosts (:func:`~toolkit.distributed.launch.check_ranks`)."""
+        more ranks than the machine hosts (:func:`~toolkit.distributed.launch.check_ranks`), a
+        measured Schedule larger than the memory limit (the simulator's estimate of the same
+        rows, :func:`toolkit.cluster.clock.estimate_bytes`), and a run that cannot end within
+        its timeout. The last is a lower bound derived here: the M workers make at most M
+        gradients per mean step time (times ``time_scale``), and every update takes at least
+        one, so ``updates`` updates take at least updates * mean * time_scale / M seconds
+        (replica schemes: each worker's updates local steps, updates * mean * time_scale)."""
         for name in ("time_budget", "target", "plateau"):
             if getattr(config, name) is not None:
                 raise ConfigError(
@@ -92,7 +101,25 @@ class DistributedEngine:
         if timeout is not None:
             check_positive("timeout", timeout)
         check_positive("wait_timeout", wait_timeout)
-        check_ranks(config.scheme, config.engine.collective is not False)
+        scheme = config.scheme
+        check_ranks(scheme, config.engine.collective is not False)
+        if config.updates is None:  # the workload's step budget: sized for a run
+            return
+        updates = config.updates
+        need = estimate_bytes(scheme, updates)
+        check_memory("updates", f"the measured Schedule of {updates} updates of {scheme}", need)
+        rule = scheme.rule
+        mean = float(as_compute(parse_compute(config.compute)).sample(rule.machines, 64).mean())
+        least = updates * mean * config.engine.time_scale / (1 if rule.replicas else rule.machines)
+        limit = 60.0 + updates if timeout is None else timeout
+        if least > limit:
+            raise ConfigError(
+                "timeout",
+                f"timeout: {updates} updates of {scheme} take at least {least:.3g} s "
+                f"(mean step time {mean:.3g} x time_scale {config.engine.time_scale:g}), more "
+                f"than the run's timeout of {limit:g} s; lower updates or the time scale, or "
+                "raise the timeout",
+            )
 
     def run(
         self,

@@ -246,6 +246,8 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         """A config from a ``.toml`` or ``.json`` file."""
         path = check_path("path", path)
+        if path.suffix not in (".toml", ".json"):
+            raise ConfigError("path", f"path: {str(path)!r} is not a .toml or .json config file")
         text = path.read_text()
         return cls.from_json(text) if path.suffix == ".json" else cls.from_toml(text)
 

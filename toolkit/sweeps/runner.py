@@ -252,6 +252,7 @@ def _ray(function: Callable, tasks: list[dict], jobs: int, address: str | None) 
         ) from None
     started = not ray.is_initialized()
     if started:
+        _check_listening(address)
         ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False)
     try:
         remote = ray.remote(num_cpus=1, max_retries=3)(function)
@@ -262,6 +263,27 @@ def _ray(function: Callable, tasks: list[dict], jobs: int, address: str | None) 
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_listening(address: str | None, wait: float = 5.0) -> None:
+    """A ConfigError naming ``address`` when it is ``HOST:PORT`` (a Ray cluster's GCS) and
+    nothing accepts a connection there within ``wait`` seconds: ``ray.init`` would retry for
+    minutes. ``auto``, ``ray://`` and None are left to Ray."""
+    import socket
+
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError("address", f"address: expected HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=wait).close()
+    except OSError as err:
+        raise ConfigError(
+            "address",
+            f"address: no Ray cluster answers at {address} ({err.strerror or err}); start one "
+            "with `ray start --head` or leave --address out for a local one",
+        ) from None
 
 
 def _submitit(

@@ -115,7 +115,7 @@ def optimal_backups(
     n = int(m) - b
     step = np.empty(b.size)
     chunk = 100_000
-    with progress_bar(b.size, 1e3 * b.size, f"optimal backups on m={m}") as bar:
+    with progress_bar(b.size, 1e3 * b.size, f"optimal backups on m={m}", "m") as bar:
         for lo in range(0, b.size, chunk):
             ns = n[lo : lo + chunk]
             t = np.asarray(expected_order_statistic(compute, ns, int(m)), dtype=float)

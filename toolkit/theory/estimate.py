@@ -15,7 +15,7 @@ import numpy as np
 from toolkit.checks import check_int
 from toolkit.cluster import simulate
 from toolkit.cluster.clock import estimate_bytes
-from toolkit.limits import check_memory
+from toolkit.limits import check_memory, check_work
 from toolkit.models.comm import CommModel
 from toolkit.schemes import Scheme
 
@@ -34,12 +34,14 @@ class StepTime:
     method: str
 
 
-def progress_bar(total: float, work: float, desc: str):
+def progress_bar(total: float, work: float, desc: str, argument: str):
     """A progress bar (tqdm, on stderr) over ``total`` steps, shown only when ``work``, a rough
     count of elementary operations, exceeds 1e8 (a few seconds or more); ``total=None`` counts
-    without an end."""
+    without an end. Work above the limit is refused first, naming ``argument``
+    (:func:`toolkit.limits.check_work`)."""
     from tqdm.auto import tqdm
 
+    check_work(argument, desc, work)
     return tqdm(total=total, desc=desc, disable=work < 1e8, leave=False)
 
 

@@ -32,6 +32,9 @@ def _moments(sp, x, dens, lo, hi, conds: str = "piecewise"):
     return tuple(sp.integrate(x**m * dens, (x, lo, hi), conds=conds) for m in (1, 2))
 
 
+N_MAX = 8
+
+
 def derive_closed_forms(n_max: int = 4) -> list[dict[str, Any]]:
     """Derive E[X_(k:n)] and Var[X_(k:n)] with sympy for every 1 <= k <= n <= n_max, for the
     standard exponential, uniform and Pareto(b) laws (module docstring), and state the general
@@ -41,10 +44,12 @@ def derive_closed_forms(n_max: int = 4) -> list[dict[str, Any]]:
     ``derived`` is the integral and ``formula`` the general closed form at this (k, n), in the
     standardised variable (loc = 0, scale = 1; X = loc + scale Y moves E and Var by
     loc + scale E and scale^2 Var). Pareto expressions are in the shape symbol ``b``.
+    ``n_max`` is at most :data:`N_MAX`: the n_max (n_max + 1) / 2 symbolic integrals per law and
+    moment take about 25 s in all at n_max = 8 on a 2-core machine and grow faster than n_max^2.
     """
     import sympy as sp
 
-    n_max = check_int("n_max", n_max, 1)
+    n_max = check_int("n_max", n_max, 1, N_MAX)
     x = sp.Symbol("x", positive=True)
     b = sp.Symbol("b", positive=True)
     laws = {  # (cdf, pdf, lower, upper)

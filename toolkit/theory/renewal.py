@@ -54,7 +54,7 @@ def _kbatch_quadrature(dist: object, n: int, k: int) -> float:
     # (pmf)^n by repeated squaring: log2(n) products of length k; FFT products for long series
     convolve = np.convolve if k <= 512 else signal.fftconvolve
     work = 200 * math.log2(n + 1) * (k * k if k <= 512 else 2 * k * math.log2(k))
-    bar = progress_bar(None, work, f"K-batch-sync quadrature, k={k}")
+    bar = progress_bar(None, work, f"K-batch-sync quadrature, k={k}", "k")
 
     def tail(t: float) -> float:
         bar.update(1)
@@ -96,7 +96,7 @@ def _kbatch_mc(dist: object, n: int, k: int, samples: int, rng: np.random.Genera
     what = f"one K-batch-sync Monte Carlo sample with n={n} workers"
     check_memory("n", what, 4 * 8 * n * max(cap0, min(k, 2 * cap0)))
     chunk = max(1, _CHUNK // (n * cap0))
-    bar = progress_bar(samples, samples * n * cap0 * 10, "K-batch-sync Monte Carlo")
+    bar = progress_bar(samples, samples * n * cap0 * 10, "K-batch-sync Monte Carlo", "n")
     for start in range(0, samples, chunk):
         bar.update(min(chunk, samples - start))
         size = min(chunk, samples - start)

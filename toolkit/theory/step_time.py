@@ -83,7 +83,7 @@ def _delayed_mc(
         "n", f"the Monte Carlo of Delayed(n={n}, delay={delay})", 6 * 8 * chains * n * block
     )
     state, start, done = None, None, 0
-    bar = progress_bar(total, 10 * chains * n * total, f"Delayed(n={n}) Monte Carlo")
+    bar = progress_bar(total, 10 * chains * n * total, f"Delayed(n={n}) Monte Carlo", "n")
     while done < total:
         size = min(block, total - done)
         bar.update(size)
@@ -109,7 +109,7 @@ def _replica_sync_compute(
     draws = []
     chunk = max(1, _CHUNK // (n * tau))
     check_memory("n", f"one Monte Carlo sample of {n} workers' sums of {tau} steps", 16 * n * tau)
-    with progress_bar(samples, 5 * samples * n * tau, "replica Monte Carlo") as bar:
+    with progress_bar(samples, 5 * samples * n * tau, "replica Monte Carlo", "n") as bar:
         for start in range(0, samples, chunk):
             size = min(chunk, samples - start)
             x = np.asarray(dist.rvs(size=(size, n, tau), random_state=rng), dtype=float)

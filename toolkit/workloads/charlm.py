@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.checks import ConfigError, check_int
+from toolkit.limits import check_memory
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["CharTransformer", "charlm", "sequence_cross_entropy"]
@@ -141,6 +142,8 @@ def charlm(
         vocab_size = check_int("vocab_size", vocab_size)
         gen = torch.Generator().manual_seed(data_seed)
         n_train, n_test = n_train or 128, n_test or 32
+        what = f"{n_train + n_test} synthetic sequences of {context + 1} int64 tokens"
+        check_memory("n_train", what, 2 * 8 * (context + 1) * (n_train + n_test))
         x_train = torch.randint(0, vocab_size, (n_train, context + 1), generator=gen)
         x_test = torch.randint(0, vocab_size, (n_test, context + 1), generator=gen)
         (x_train, y_train), (x_test, y_test) = (

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.checks import ConfigError, check_int
+from toolkit.limits import check_memory
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["ResNet18", "cifar10_resnet", "load_cifar10"]
@@ -137,6 +138,8 @@ def cifar10_resnet(
     if synthetic:
         gen = torch.Generator().manual_seed(data_seed)
         n_train, n_test = n_train or 256, n_test or 64
+        what = f"{n_train + n_test} synthetic 3x32x32 float32 images"
+        check_memory("n_train", what, 4 * 3 * 32 * 32 * (n_train + n_test))
         x_train = torch.randn(n_train, 3, 32, 32, generator=gen)
         y_train = torch.randint(0, N_CLASSES, (n_train,), generator=gen)
         x_test = torch.randn(n_test, 3, 32, 32, generator=gen)

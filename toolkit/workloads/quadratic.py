@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from toolkit.checks import ConfigError, check_array, check_int, check_interval, check_positive
+from toolkit.limits import check_memory
 from toolkit.workloads.base import Workload, seeded_model
 
 __all__ = ["QuadraticModel", "quadratic"]
@@ -101,6 +102,7 @@ def quadratic(
     if lr is None:
         lr = 1.0 / float(h.max())
 
+    check_memory("n_train", f"{n_train} noise vectors of d={d}", 8.0 * n_train * d)
     rng = np.random.default_rng(data_seed)
     xi = noise_std * rng.standard_normal((n_train, d))
     h_t = torch.as_tensor(h, dtype=dtype)
