@@ -1462,7 +1462,7 @@ def api_cases() -> list[Case]:
         "order-n-1e18": "expected_order_statistic(d, 10**18, 10**18)",
         "order-n-above-int64": "expected_order_statistic(d, 1, 10**30)",
         "order-lognorm-1e12": "expected_order_statistic(st.lognorm(0.5), 10**12, 10**12)",
-        "order-huge-array": "expected_order_statistic(st.lognorm(0.5), np.arange(1, 10**9), 10**9)",
+        "order-huge-array": "expected_order_statistic(st.lognorm(0.5), np.arange(1, 10**8), 10**8)",
         "expected-max-cauchy": "print(expected_max(st.cauchy(), 10))",
         "variance-pareto": "print(order_statistic_variance(st.pareto(1.5), 10, 10))",
         "harmonic-negative": "harmonic_difference(-1, 2)",

@@ -7,6 +7,7 @@ import socket
 import time
 import warnings
 
+import numpy as np
 import pytest
 import scipy.stats as st
 
@@ -19,12 +20,14 @@ from toolkit.models.dists import parse_dist
 from toolkit.replay import train
 from toolkit.runs import RunConfig
 from toolkit.schemes import Delayed, Sync
-from toolkit.sweeps import load
+from toolkit.sweeps import SweepSpec, load
 from toolkit.theory import expected_order_statistic, step_time
+from toolkit.theory.delay import staleness_threshold
 from toolkit.theory.extremes import expected_max_asymptotic
 from toolkit.theory.order_derive import derive_closed_forms
 from toolkit.theory.order_groups import order_statistics_groups
 from toolkit.theory.renewal import kbatch_sync_time
+from toolkit.theory.stability import admm_round_robin_spectral_radius
 from toolkit.workloads import get_workload
 
 
@@ -125,3 +128,35 @@ def test_a_ray_address_nobody_listens_on_is_refused_at_once():
     )
     _refused(lambda: _check_listening("nohostport"), "address")
     _check_listening("auto")  # left to Ray
+
+
+def test_theory_grids_and_states_too_large_are_refused_before_allocating():
+    assert "companion matrices" in _refused(
+        lambda: staleness_threshold(np.full(10**6, 1e-6)), "probs"
+    )
+    big = np.ones(10**8)  # 800 MB: the caller's array fits, the 17x17 stacks over it do not
+    _refused(lambda: admm_round_robin_spectral_radius(eta=big, alpha=0.1, p=8), "eta")
+    _refused(lambda: expected_order_statistic(st.lognorm(0.5), big, 10**8), "k")
+    _refused(lambda: step_time(Delayed(4, 10**9), st.expon(1, 0.5)), "delay")
+
+
+def test_values_that_a_sweep_or_config_cannot_hold():
+    with pytest.raises(
+        ConfigError, match=r"^updates must be an integer in \[1, 9223372036854775807\]"
+    ):
+        RunConfig(scheme=Sync(2), workload="logreg", updates=10**30)
+    spec = 'name = "p"\n[base]\nupdates = 4\nlr = -1.0\n[base.scheme]\nname = "sync"\nn = 2\n'
+    spec += '[base.workload]\nname = "logreg"\n[grid]\nlr = [0.1, 0.2]\n'
+    assert "line 4" in str(_field(lambda: SweepSpec.from_toml(spec), "base.lr"))
+    _field(
+        lambda: SweepSpec.from_toml(
+            spec.replace("-1.0", "0.1").replace('name = "p"', "[name]\nx = 1")
+        ),
+        "name",
+    )
+
+
+def test_a_link_whose_message_takes_forever_is_refused():
+    from toolkit.models.comm import ParameterServer
+
+    assert "infinite time" in str(_field(lambda: ParameterServer(1e300, 1e-300), "comm"))

@@ -11,12 +11,14 @@ each: ``start R PID`` when rank R is forked and ``exit R CODE`` when it has ende
 ends once every rank has ended. SIGTERM kills the ranks left (SIGKILL), reaps them and ends;
 SIGINT is left to the launcher (a Ctrl-C reaches the ranks themselves).
 
-Nothing before the fork starts a thread of torch's (no tensor is made): the one thread besides
-the main one is pyarrow's allocator's, which registers its own fork handlers.
+Before the forks the forker builds the run's workload (its data, in an in-memory cache the
+ranks inherit) and starts no thread of its own: the one thread besides the main one is
+pyarrow's allocator's, which registers its own fork handlers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -49,12 +51,26 @@ def _rank(job: str, rank: int, log_dir: Path, forker: int) -> None:
     os._exit(code)
 
 
+def _warm(job: str) -> None:
+    """Build the run's workload once before the forks (MNIST-1D's arrays stay in an in-memory
+    cache that every rank inherits); a rank reports whatever fails here itself."""
+    try:
+        from toolkit.runs.config import RunConfig
+        from toolkit.workloads import get_workload
+
+        config = RunConfig.from_dict(json.loads(Path(job).read_text())["config"])
+        get_workload(config.workload, **config.workload_args)
+    except Exception:
+        pass
+
+
 def main(job: str, world: int, log_dir: Path) -> None:
     """Fork ``world`` ranks and report on stdout until every one has ended (module docstring)."""
     from toolkit.distributed import process  # noqa: F401  (the imports every rank shares)
     from toolkit.distributed.launch import die_with_parent
 
     die_with_parent()
+    _warm(job)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ranks: dict[int, int] = {}  # pid: rank
     stopping: list[int] = []

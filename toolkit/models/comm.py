@@ -46,6 +46,12 @@ class CommModel:
         check_positive("nbytes", self.nbytes, allow_zero=True)
         check_positive("bandwidth", self.bandwidth)
         check_positive("latency", self.latency, allow_zero=True)
+        if not math.isfinite(2.0 * (self.latency + self.nbytes / self.bandwidth)):
+            raise ConfigError(
+                "comm",
+                f"comm: a message of {self.nbytes:g} bytes at {self.bandwidth:g} bytes/s takes "
+                "an infinite time",
+            )
 
     def to_dict(self) -> dict:
         """Plain values for manifests: ``{"model": class name, **fields}``."""
@@ -185,4 +191,6 @@ def parse_comm(text: str | None) -> CommModel | None:
     except TypeError as e:
         raise ConfigError("comm", f"comm: bad arguments for {name}: {e}") from None
     except ConfigError as e:  # a field of the model: bandwidth must be > 0 ...
+        if e.field == "comm":
+            raise
         raise ConfigError("comm", f"comm: {e}") from None

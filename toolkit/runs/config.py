@@ -132,7 +132,7 @@ class RunConfig:
                 "time_budget", "updates, time_budget: give one stopping rule, not both"
             )
         if self.updates is not None:
-            check_int("updates", self.updates)
+            check_int("updates", self.updates, 1, 2**63 - 1)  # an int64 column
         if self.time_budget is not None:
             check_positive("time_budget", self.time_budget)
         if self.target is not None:

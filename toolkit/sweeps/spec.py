@@ -183,6 +183,7 @@ class SweepSpec:
         try:
             spec = cls._from_dict(data)
             spec.points()  # each distinct value must make a valid RunConfig (Points.check)
+            spec._check_replaced_base()
             if spec.protocol is not None:
                 spec.protocol.check(spec)
         except ConfigError as err:
@@ -248,11 +249,28 @@ class SweepSpec:
             base=data.get("base", {}),
             grid=dict(grid),
             axes=tuple(axes),
-            name=str(data.get("name", "sweep")),
+            name=_name(data.get("name", "sweep")),
             protocol=Protocol.from_dict(data["protocol"]) if "protocol" in data else None,
             skip_invalid=data.get("skip_invalid", ()),
             **random,
         )
+
+    def _check_replaced_base(self) -> None:
+        """A ``[base]`` value that the grid or a random axis replaces must be valid too: a
+        typo there (``lr = -1``) would otherwise be silent until the axis is removed."""
+        varied = set(self.grid) | {a.field for a in self.axes}
+        points = self.points()
+        if not len(points):
+            return
+        for key, value in self.base.items():
+            if key in varied and "." not in key and not isinstance(value, dict):
+                try:
+                    points[0].replace(**{key: value})
+                except (ConfigError, TypeError) as err:
+                    raise ConfigError(
+                        f"base.{key}",
+                        f"base.{key}: the grid replaces it, but it must be valid too ({err})",
+                    ) from None
 
     # ------------------------------------------------------------------ points
     def random_points(self) -> list[dict]:
@@ -289,6 +307,12 @@ class SweepSpec:
         if not kept:
             raise ConfigError("skip_invalid", "skip_invalid: every point of the grid was skipped")
         return kept
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("name", f"name: expected the sweep's name as text, got {value!r}")
+    return value
 
 
 class Points(Sequence):

@@ -32,6 +32,7 @@ __all__ = [
     "staleness_threshold_ms",
 ]
 from toolkit.checks import ConfigError, check_array, check_int
+from toolkit.limits import check_memory, check_work
 from toolkit.theory.search import first_crossing
 
 
@@ -89,6 +90,10 @@ def staleness_threshold(probs: object, tol: float = 1e-10, grid: int = 400) -> f
     One point mass at tau gives :func:`delayed_gd_threshold`. Numerical (companion matrix).
     """
     q = _check_probs(probs)
+    size, grid = q.size, check_int("grid", grid, 2)
+    what = f"{grid} companion matrices of size {size} (staleness 0..{size - 1})"
+    check_memory("probs", what, 3 * 8.0 * grid * size * size)  # the stack, eigvals' copies
+    check_work("probs", f"the eigenvalues of {what}", 30.0 * grid * size**3)  # ~10 S^3 each
     return first_crossing(
         lambda a: np.abs(np.linalg.eigvals(delay_companion(q, a))).max(axis=-1),
         2.5,

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from toolkit.limits import check_memory, check_work
+
 __all__ = ["empirical_moments", "quadrature_moments"]
 
 # Quadrature settings (see toolkit.theory.order_stats).
@@ -246,6 +248,9 @@ def _adaptive(dist, a, c, center):
 
 def quadrature_moments(dist: Any, k: np.ndarray, n: np.ndarray, want_var: bool):
     """(mean, variance or None) of X_(k:n) by the quantile quadrature (docs/theory.md)."""
+    what = f"the quadrature of {k.size} order statistics"
+    check_memory("k", what, 200.0 * k.size)  # about 15 float arrays over the (k, n) pairs
+    check_work("k", what, 2e3 * k.size)  # a few hundred points per pair, a few passes
     a, c = k.astype(float), n - k + 1.0
     mean = _adaptive(dist, a, c, None)
     return mean, (_adaptive(dist, a, c, mean) if want_var else None)

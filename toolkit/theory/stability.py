@@ -41,12 +41,14 @@ docs/theory.md#easgd-eamsgd-and-round-robin-admm):
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit.checks import ConfigError, check_array, check_int, check_positive
+from toolkit.limits import check_memory
 from toolkit.theory.search import first_crossing
 
 if TYPE_CHECKING:  # sympy is imported lazily so that `import toolkit.theory` stays fast
@@ -335,6 +337,13 @@ def easgd_round_robin_simple_condition(*, eta: object, alpha: object, h: float =
     return (a > 0) & (a < 2) & (al > 0) & (al < bound)
 
 
+def _check_stacks(shape: tuple[int, ...], n: int, copies: int) -> None:
+    """Refuse grids whose ``copies`` stacks of n x n matrices exceed the memory limit."""
+    size = math.prod(shape)
+    what = f"{copies} stacks of {size} {n}x{n} matrices (the grid of eta and alpha)"
+    check_memory("eta", what, 8.0 * copies * size * n * n)
+
+
 def _stack(shape: tuple[int, ...], n: int) -> np.ndarray:
     return np.broadcast_to(np.eye(n), (*shape, n, n)).copy()
 
@@ -343,6 +352,7 @@ def easgd_round_robin_matrix(*, eta: object, alpha: object, p: int, h: float = 1
     """Stacked matrices of one round-robin EASGD round, shape ``broadcast + (p+1, p+1)``."""
     p = check_int("p", p, 1)
     a, al = np.broadcast_arrays(_eta_h(eta, h), check_array("alpha", alpha, low=0))
+    _check_stacks(a.shape, p + 1, 4)  # total, f, their product, eigvals' copy
     total = _stack(a.shape, p + 1)
     for l in range(p):  # loop over workers, not grid points
         f = _stack(a.shape, p + 1)
@@ -360,6 +370,7 @@ def admm_round_robin_matrix(*, eta: object, alpha: object, p: int, h: float = 1.
     p = check_int("p", p, 1)
     a, r = np.broadcast_arrays(_eta_h(eta, h), check_array("alpha", alpha, low=0))
     n = 2 * p + 1
+    _check_stacks(a.shape, n, 6)  # total, three updates, the products' temporaries
     total = _stack(a.shape, n)
     for l in range(p):
         lam_up, x_up, c_up = _stack(a.shape, n), _stack(a.shape, n), _stack(a.shape, n)

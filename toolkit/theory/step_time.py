@@ -82,6 +82,8 @@ def _delayed_mc(
     check_memory(
         "n", f"the Monte Carlo of Delayed(n={n}, delay={delay})", 6 * 8 * chains * n * block
     )
+    what = f"the Monte Carlo of Delayed(n={n}, delay={delay})'s last {delay + 1} update times"
+    check_memory("delay", what, 8.0 * chains * (delay + 1))
     state, start, done = None, None, 0
     bar = progress_bar(total, 10 * chains * n * total, f"Delayed(n={n}) Monte Carlo", "n")
     while done < total:
