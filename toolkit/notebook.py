@@ -317,8 +317,9 @@ class Output:
         return frame
 
     def figure(self, name: str, fig: Figure) -> Figure:
-        """Write ``fig`` to ``name.svg`` and ``name.png`` and return it."""
-        fig.savefig(self.dir / f"{name}.svg")
+        """Write ``fig`` to ``name.svg`` and ``name.png`` and return it (an SVG's rasterized
+        parts, e.g. the stability maps' meshes, at 200 dpi)."""
+        fig.savefig(self.dir / f"{name}.svg", dpi=200)
         fig.savefig(self.dir / f"{name}.png", dpi=110)
         return fig
 

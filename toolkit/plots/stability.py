@@ -49,7 +49,9 @@ def plot_easgd_regions(
         ax.contour(a, b, r, levels=[1.0], colors=[colour], linewidths=1.8)
         ax.plot([], [], color=colour, label=f"p = {p}")
     if r is not None:
-        mesh = ax.pcolormesh(a, b, np.minimum(r, 1.5), cmap="viridis", shading="auto", alpha=0.6)
+        mesh = ax.pcolormesh(  # rasterized: an SVG of one path per cell is slow and large
+            a, b, np.minimum(r, 1.5), cmap="viridis", shading="auto", alpha=0.6, rasterized=True
+        )
         fig.colorbar(mesh, ax=ax, label=f"spectral radius (p = {ps[-1]}, clipped at 1.5)")
     ax.set_xlabel(r"$\eta h$")
     ax.set_ylabel(r"$\beta = p \alpha = p \eta \rho$")
@@ -80,7 +82,9 @@ def plot_round_robin_comparison(
     ]
     for ax, (name, r) in zip(panels_axes, panels, strict=True):
         norm = TwoSlopeNorm(vcenter=1.0, vmin=min(r.min(), 1 - 1e-9), vmax=max(r.max(), 1 + 1e-9))
-        mesh = ax.pcolormesh(eta, rho, r, cmap="coolwarm", norm=norm, shading="auto")
+        mesh = ax.pcolormesh(
+            eta, rho, r, cmap="coolwarm", norm=norm, shading="auto", rasterized=True
+        )
         if r.min() < 1 < r.max():
             ax.contour(eta, rho, r, levels=[1.0], colors="k", linewidths=1.5)
         if name == "EASGD":
