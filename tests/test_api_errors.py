@@ -160,3 +160,10 @@ def test_a_link_whose_message_takes_forever_is_refused():
     from toolkit.models.comm import ParameterServer
 
     assert "infinite time" in str(_field(lambda: ParameterServer(1e300, 1e-300), "comm"))
+
+
+def test_the_demos_budget_must_be_finite(tmp_path):
+    _field(
+        lambda: run_demo(tmp_path / "d", budget_steps=float("inf"), progress=False), "budget_steps"
+    )
+    assert not (tmp_path / "d").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.checks import ConfigError, check_int
+from toolkit.checks import ConfigError, check_int, check_positive
 from toolkit.cluster import Schedule
 from toolkit.cluster.clock import estimate_bytes
 from toolkit.files import claim_folder
@@ -78,6 +78,8 @@ def run_demo(
     from toolkit.workloads import get_workload
 
     jobs = check_int("jobs", jobs, 1)
+    machines = check_int("machines", machines, 2)
+    budget_steps = check_positive("budget_steps", budget_steps)
     compute = parse_dist(dist)
     schemes = default_schemes(machines)
     wl = get_workload(workload)
