@@ -185,8 +185,7 @@ class _Forked:
 
     def __init__(self, job: Path, world: int, env: dict, log_dir: Path) -> None:
         self.codes: list[int | None] = [None] * world
-        self.pids: dict[int, int] = {}  # rank: pid
-        self.log_dir, self._buffer = log_dir, b""
+        self._buffer = b""
         with open(log_dir / "fork.err", "w") as err:
             command = ["-m", "toolkit.distributed.fork", str(job), str(world), str(log_dir)]
             self.proc = subprocess.Popen(
@@ -209,11 +208,9 @@ class _Forked:
                 return
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
+            for line in lines:  # "start RANK PID" (the ranks write their pids themselves)
                 what, rank, value = line.decode().split()
-                if what == "start":
-                    self.pids[int(rank)] = int(value)
-                else:
+                if what == "exit":
                     self.codes[int(rank)] = int(value)
 
     def poll(self) -> list[int | None]:
