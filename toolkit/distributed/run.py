@@ -64,6 +64,11 @@ def trace(schedule) -> pd.DataFrame:
     return g[["worker", "batch", "compute_time"]].sort_values(["worker", "batch"])
 
 
+def _timeout(timeout: float | None, updates: int) -> float:
+    """The bound on a run: ``timeout``, by default 60 s plus 1 s per update."""
+    return 60.0 + updates if timeout is None else timeout
+
+
 class DistributedEngine:
     """The real backend as an engine (:mod:`toolkit.runs.engine`): ``config`` runs as one
     process per rank on this machine, with the engine settings of ``config.engine``
@@ -111,7 +116,7 @@ class DistributedEngine:
         rule = scheme.rule
         mean = float(as_compute(parse_compute(config.compute)).sample(rule.machines, 64).mean())
         least = updates * mean * config.engine.time_scale / (1 if rule.replicas else rule.machines)
-        limit = 60.0 + updates if timeout is None else timeout
+        limit = _timeout(timeout, updates)
         if least > limit:
             raise ConfigError(
                 "timeout",
@@ -153,7 +158,7 @@ class DistributedEngine:
                 schedule, params = run_distributed(
                     config,
                     updates=updates,
-                    timeout=60.0 + updates if timeout is None else timeout,
+                    timeout=_timeout(timeout, updates),
                     wait_timeout=wait_timeout,
                     eval_every=every,
                     out=folder,

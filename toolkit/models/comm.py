@@ -46,7 +46,7 @@ class CommModel:
         check_positive("nbytes", self.nbytes, allow_zero=True)
         check_positive("bandwidth", self.bandwidth)
         check_positive("latency", self.latency, allow_zero=True)
-        if not math.isfinite(2.0 * (self.latency + self.nbytes / self.bandwidth)):
+        if not math.isfinite(self.latency + self.transfer):
             raise ConfigError(
                 "comm",
                 f"comm: a message of {self.nbytes:g} bytes at {self.bandwidth:g} bytes/s takes "

@@ -241,14 +241,15 @@ def _warm(tasks: list[dict], most: int = 8) -> None:
     import toolkit.runs.run  # noqa: F401
     from toolkit.workloads import get_workload
 
-    seen: set[str] = set()
+    tables = {}  # the workload tables as the tasks hold them: no config is rebuilt per task
     for task in tasks:
-        config = RunConfig.from_dict(task["config"])
-        key = json.dumps([config.workload, config.workload_args], sort_keys=True, default=str)
-        if key in seen or len(seen) >= most:
-            continue
-        seen.add(key)
+        table = task["config"]["workload"]
+        tables.setdefault(json.dumps(table, sort_keys=True, default=str), table)
+        if len(tables) == most:
+            break
+    for table in tables.values():
         try:
+            config = RunConfig.from_dict({**tasks[0]["config"], "workload": table})
             get_workload(config.workload, **config.workload_args)
         except Exception:  # the run itself records why its workload cannot be built
             pass

@@ -142,10 +142,13 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
         return _read_export(out)
     _check_sweep(out)
     evals, rows = [], []
-    paths = _runs(out) if ids is None else [out / "runs" / str(i) for i in sorted(set(ids))]
-    unknown = [p.name for p in paths if ids is not None and not p.is_dir()]
-    if unknown:
-        raise ConfigError("ids", f"ids: no run {unknown[0]!r} in {str(out)!r}")
+    if ids is None:
+        paths = _runs(out)
+    else:
+        paths = [out / "runs" / str(i) for i in sorted(set(ids))]
+        unknown = [p.name for p in paths if not p.is_dir()]
+        if unknown:
+            raise ConfigError("ids", f"ids: no run {unknown[0]!r} in {str(out)!r}")
     for path in paths:
         state = run_state(path)
         try:
