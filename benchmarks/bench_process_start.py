@@ -1,16 +1,16 @@
 """What forking from a process that has made its imports saves, in CPU seconds.
 
 1. The real backend: one Async(4) run of 40 updates on logreg (``run_distributed``) with its
-   ranks forked from one process that imported torch and the toolkit and built the workload
-   (``toolkit.distributed.fork``), against one ``python -m toolkit.distributed.process`` per rank
-   (the launcher's other path).
+   ranks forked, through one forker process, from the calling process, which has imported torch
+   and the toolkit and builds the workload before the fork (``toolkit.distributed.fork``),
+   against one ``python -m toolkit.distributed.process`` per rank (the launcher's other path).
 2. A sweep's local executor: 12 runs of ``sweeps/protocol-quick.toml`` on 2 jobs, a child forked
    per run, with the runner warmed first (``toolkit.sweeps.runner._warm``: the run's imports and
    the workload's data) against without.
 
 Each case runs in a fresh Python process, so that nothing is imported before it starts; the CPU
-is that of the case's children (``RUSAGE_CHILDREN``: ranks and the forker, or the runs), plus the
-case process's own for the sweep, since that is where the warm-up is done.
+is that of the case's children (``RUSAGE_CHILDREN``: ranks and the forker, or the runs) plus the
+case process's own after its imports (where the workload is built and the warm-up is done).
 
     .venv/bin/python benchmarks/bench_process_start.py
 """

@@ -579,13 +579,14 @@ def test_more_ranks_than_the_machine_hosts_are_refused_before_any_process(tmp_pa
     class Started(Exception):
         pass
 
-    def popen(*args, **kwargs):
+    def start(*args, **kwargs):  # a process start of either kind: Popen, or a fork (Linux)
         started.append(args)
         raise Started
 
     before = _live_children()
     with monkeypatch.context() as m:
-        m.setattr(subprocess, "Popen", popen)
+        m.setattr(subprocess, "Popen", start)
+        m.setattr(os, "fork", start)
         with pytest.raises(TooLargeError, match=r"^scheme.n: Async\(n=1000\) runs as 1001 proc"):
             run_distributed(config, out=tmp_path / "a")
         assert started == [] and not (tmp_path / "a").exists()
@@ -640,7 +641,8 @@ def test_cli_run_failures_are_one_line_naming_the_ranks_and_why(tmp_path):
         [*late, "--out", str(tmp_path / "late")], capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith("error: timeout: the run did not finish within 3 s; ranks [0, 1]")
+    head = "error: timeout: the run did not finish within 3 s; ranks 0-1 were still running"
+    assert done.stderr.startswith(head)
 
     out = tmp_path / "killed"
     command = [*base, "--scheme", "sync", "--n", "3", "--updates", "4000", "--time-scale", "0.03"]
@@ -746,3 +748,8 @@ def test_run_refuses_what_the_real_backend_cannot_run_before_making_its_director
         with pytest.raises(ValueError, match=rf"^{field}") as err:
             run(config, out)
         assert err.value.field == field and not out.exists()
+
+
+def test_failed_ranks_are_quoted_as_spans():
+    assert launch_module._spans([5, 0, 2, 1, 7, 6]) == "0-2, 5-7"
+    assert launch_module._spans([3]) == "3"

@@ -3,9 +3,9 @@ launcher, every wait bounded, and no more ranks than the machine can host.
 
 torchrun ends every local survivor when one worker dies and, killed itself, leaves its workers
 running (measured on torch 2.13, ../shared notes); a scheme that carries on without a dead
-worker needs neither. On Linux the ranks are forked from one process that has made their imports
-(:mod:`toolkit.distributed.fork`: one import of torch per run instead of one per rank), elsewhere
-each is a ``Popen`` child; either way every process has ``PR_SET_PDEATHSIG = SIGKILL`` (Linux),
+worker needs neither. On Linux the ranks are forked from one process forked from the launcher
+(:mod:`toolkit.distributed.fork`: no import of torch per run or per rank), elsewhere each is a
+``Popen`` child; either way every process has ``PR_SET_PDEATHSIG = SIGKILL`` (Linux),
 so a launcher killed even with SIGKILL takes its ranks with it, and a hard deadline kills what
 is left.
 
@@ -49,6 +49,7 @@ __all__ = [
 # 410 MB, of which about 165 MB are torch's shared libraries (PSS 280-300 MB, private 250 MB).
 RANK_BYTES = 300e6
 RANKS_PER_CORE = 4
+MAX_REASONS = 4  # failed ranks whose reason a RunFailed quotes; the others are counted
 
 
 class RunFailed(ValueError):
@@ -166,45 +167,44 @@ def launch(
     codes = ranks.poll()
     failed = [r for r, c in enumerate(codes) if c != 0 and r not in stopped]
     if late or any(r not in survivable for r in failed):
-        reasons = [_why(r, codes[r], log_dir) for r in failed]
+        reasons = [_why(r, codes[r], log_dir) for r in failed[:MAX_REASONS]]
+        if len(failed) > MAX_REASONS:
+            reasons.append(f"ranks {_spans(failed[MAX_REASONS:])} failed too (see {log_dir})")
         if late:
             head = f"timeout: the run did not finish within {timeout:g} s; "
-            reasons.insert(0, f"ranks {sorted(stopped)} were still running, killed")
+            reasons.insert(0, f"ranks {_spans(stopped)} were still running, killed")
         else:
             head = "distributed run failed: "
             if stopped:
-                reasons.append(f"ranks {sorted(stopped)} stopped")
+                reasons.append(f"ranks {_spans(stopped)} stopped")
         raise RunFailed(head + "; ".join(reasons)) from None
     return failed
 
 
 class _Forked:
-    """The ranks forked by one :mod:`toolkit.distributed.fork` process (Linux): the imports
-    are made once per run instead of once per rank. ``poll()`` is every rank's return code so
-    far (None: running or not yet started); ``stop()`` kills the ranks left and waits for them."""
+    """The ranks forked by one forker process (Linux; :mod:`toolkit.distributed.fork`), itself
+    forked from this process: the imports and the workload are made once per launcher, not once
+    per run or per rank. ``poll()`` is every rank's return code so far (None: running or not yet
+    started); ``stop()`` kills the ranks left and waits for them."""
 
     def __init__(self, job: Path, world: int, env: dict, log_dir: Path) -> None:
+        from toolkit.distributed import fork
+
         self.codes: list[int | None] = [None] * world
         self._buffer = b""
-        with open(log_dir / "fork.err", "w") as err:
-            command = ["-m", "toolkit.distributed.fork", str(job), str(world), str(log_dir)]
-            self.proc = subprocess.Popen(
-                [sys.executable, *command],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                preexec_fn=die_with_parent,
-            )
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.pid, self._out = fork.start(job, world, env, log_dir)
+        self.returncode: int | None = None
+        os.set_blocking(self._out, False)
 
     def _read(self) -> None:
-        while not self.proc.stdout.closed:
+        while self._out is not None:
             try:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                chunk = os.read(self._out, 65536)
             except BlockingIOError:
                 return
             if not chunk:  # the forker has ended
-                self.proc.stdout.close()
+                os.close(self._out)
+                self._out = None
                 return
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
@@ -213,9 +213,26 @@ class _Forked:
                 if what == "exit":
                     self.codes[int(rank)] = int(value)
 
+    def _reap(self, block: bool = False) -> int | None:
+        """The forker's return code (as :attr:`subprocess.Popen.returncode`), None while it
+        runs."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def _wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._reap() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def poll(self) -> list[int | None]:
         self._read()
-        code = self.proc.poll()
+        code = self._reap()
         if code is not None:
             self._read()  # the lines written before it ended
             # a forker that died (killed, or failing before a fork) takes its ranks with it
@@ -224,14 +241,15 @@ class _Forked:
         return list(self.codes)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # the forker kills and reaps its ranks, then ends
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # its ranks die with it (PR_SET_PDEATHSIG)
-                self.proc.wait(timeout=10)
+        if self._reap() is None:
+            os.kill(self.pid, signal.SIGTERM)  # the forker kills and reaps its ranks, then ends
+            if not self._wait(10):
+                os.kill(self.pid, signal.SIGKILL)  # its ranks die with it (PR_SET_PDEATHSIG)
+                self._reap(block=True)
         self.poll()
+        if self._out is not None:
+            os.close(self._out)
+            self._out = None
 
 
 class _Spawned:
@@ -260,6 +278,17 @@ class _Spawned:
                 p.kill()
         for p in self.procs:
             p.wait(timeout=10)
+
+
+def _spans(ranks) -> str:
+    """Ranks as sorted spans: ``[0, 1, 2, 5]`` is ``"0-2, 5"``."""
+    spans: list[list[int]] = []
+    for r in sorted(ranks):
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _why(rank: int, code: int, log_dir: Path) -> str:
