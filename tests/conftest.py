@@ -7,14 +7,15 @@ MNIST-1D: 2.1 s vs 21 s for 300 steps; a dense 1681 x 1681 eigvals on a loaded m
 vs 35 s).
 
 Integration tests (those that start processes) run first. No process left behind: after each of
-them, a child of the test process still running after a grace period is killed and fails the
-test, named.
+them, a child of the test process still running after a grace period, or a command line started
+through tests/warm_cli.py still running, is killed and fails the test, named.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def _no_process_left_behind(request):
         return
     before = set(_children())
     yield
+    warm = sys.modules.get("warm_cli")  # command lines forked from its forkserver
+    if warm is not None and (left := warm.left_running()):
+        pytest.fail(f"command lines left running after the test: {left}")
     deadline = time.monotonic() + GRACE
     while left := {p: c for p, c in _children().items() if p not in before}:
         if time.monotonic() > deadline:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import scipy.stats as st
 import torch
+import warm_cli
 
 from toolkit.checks import ConfigError, TooLargeError, check_positive
 from toolkit.cli import build_parser, main
@@ -296,14 +297,9 @@ def test_train_takes_a_workload_name():
 
 # ------------------------------------------------------------------ silent surprises, refused
 def _toolkit(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python -m toolkit ARGV`` as a user runs it, bounded by a timeout."""
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``toolkit ARGV`` in a process of its own (forked warm: tests/warm_cli.py), bounded by a
+    timeout."""
+    return warm_cli.run(list(argv), cwd=cwd, timeout=300)
 
 
 def _one_line(done: subprocess.CompletedProcess, *parts: str) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import torch
+import warm_cli
 
 from toolkit.checks import TooLargeError
 from toolkit.cluster import Schedule, simulate
@@ -240,18 +241,18 @@ def _alive(pid: int) -> bool:
 @pytest.mark.integration
 def test_cli_runs_a_scheme_and_writes_its_schedule(tmp_path):
     out = tmp_path / "d"
-    command = [sys.executable, "-m", "toolkit", "distributed", "--scheme", "backup", "--n", "2"]
+    command = ["distributed", "--scheme", "backup", "--n", "2"]
     command += ["--b", "1", "--workload", "logreg", "--updates", "6", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    done = warm_cli.run(command, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "Backup(n=2, b=1) on logreg: 6 updates" in done.stdout
     schedule = Schedule.load(out / "schedule.parquet")
     assert schedule.updates == 6 and schedule.meta["engine"] == "distributed"
-    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    again = warm_cli.run(command, timeout=60)
     assert again.returncode == 2 and "out:" in again.stderr and "already exists" in again.stderr
-    bad = [sys.executable, "-m", "toolkit", "distributed", "--scheme", "hogwild", "--n", "2"]
+    bad = ["distributed", "--scheme", "hogwild", "--n", "2"]
     bad += ["--workload", "logreg", "--updates", "3", "--out", str(tmp_path / "e")]
-    refused = subprocess.run(bad, capture_output=True, text=True, timeout=60)
+    refused = warm_cli.run(bad, timeout=60)
     assert refused.returncode == 2 and "hogwild" in refused.stderr
     assert not (tmp_path / "e").exists()
 
@@ -386,9 +387,9 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
     )
     (tmp_path / "config.toml").write_text(config.to_toml())
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "toolkit", "run", str(tmp_path / "config.toml")]
+    command = ["run", str(tmp_path / "config.toml")]
     command += ["--out", str(out), "--engine", "distributed", "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    done = warm_cli.run(command, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "ok: 12 centre updates, measured time (s)" in done.stdout
     res = Results.load(out)
@@ -401,7 +402,7 @@ def test_toolkit_run_on_the_backend_writes_the_results_replay_would(tmp_path):
         np.testing.assert_allclose(res.frame[column], replayed.frame[column], rtol=1e-12)
     for column in ("train_loss", "test_loss", "test_accuracy"):
         np.testing.assert_allclose(res.frame[column], replayed.frame[column], atol=1e-5)
-    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    again = warm_cli.run(command, timeout=60)
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
@@ -504,12 +505,12 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
     config = RunConfig(scheme=scheme, workload="logreg", updates=80, lr=0.1, seed=6, eval_every=8)
     (tmp_path / "config.toml").write_text(config.to_toml())
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "toolkit", "run", str(tmp_path / "config.toml")]
+    command = ["run", str(tmp_path / "config.toml")]
     command += ["--out", str(out), "--engine", "distributed", "--no-progress"]
     command += ["--time-scale", "0.03"]
     path = path_of(scheme)
     ranks = range(world_size(scheme, path)) if path in ("shared", "replicas") else [0]
-    first = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
+    first = warm_cli.start(command, new_session=True)
     try:
         deadline = time.monotonic() + 90
         while not all((out / "ranks" / f"ckpt8_rank{r}.pt").exists() for r in ranks):
@@ -521,7 +522,7 @@ def test_a_killed_measured_run_resumes_from_its_last_checkpoint(tmp_path, scheme
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
     assert not (out / "results.parquet").exists()
-    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=180)
+    done = warm_cli.run([*command, "--resume"], timeout=180)
     assert done.returncode == 0, done.stderr
     res = Results.load(out)
     schedule = Schedule.load(out / "schedule.parquet")
@@ -601,17 +602,15 @@ def test_more_ranks_than_the_machine_hosts_are_refused_before_any_process(tmp_pa
 
 @pytest.mark.integration
 def test_cli_refuses_too_many_ranks_in_one_line(tmp_path):
-    base = [sys.executable, "-m", "toolkit", "distributed", "--workload", "logreg"]
+    base = ["distributed", "--workload", "logreg"]
     base += ["--updates", "5", "--out", str(tmp_path / "d")]
-    done = subprocess.run(
-        [*base, "--scheme", "async", "--n", "1000"], capture_output=True, text=True, timeout=120
-    )
+    done = warm_cli.run([*base, "--scheme", "async", "--n", "1000"], timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: --n: Async(n=1000) runs as 1001 processes (about 300 GB)")
     assert "more than this machine hosts" in done.stderr and "--max-ranks N" in done.stderr
     assert not (tmp_path / "d").exists()
     bad = [*base, "--scheme", "sync", "--n", "2", "--max-ranks", "0"]
-    done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    done = warm_cli.run(bad, timeout=120)
     assert (
         done.returncode == 2
         and done.stderr == "error: --max-ranks: expected a number of ranks >= 1, got 0\n"
@@ -623,32 +622,28 @@ def test_cli_run_failures_are_one_line_naming_the_ranks_and_why(tmp_path):
     """A step-time law the ranks cannot use is refused before any starts; a run past its
     ``--timeout``, and a rank killed mid-run, end in one line on stderr with exit code 2;
     ``--debug`` shows the traceback."""
-    base = [sys.executable, "-m", "toolkit", "distributed", "--workload", "logreg", "--no-progress"]
+    base = ["distributed", "--workload", "logreg", "--no-progress"]
     sync = ["--scheme", "sync", "--n", "2", "--updates", "5"]
     bad = [*base, *sync, "--dist", "norm(1, 1)", "--out", str(tmp_path / "bad")]
-    done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    done = warm_cli.run(bad, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: --dist: step times must be >= 0")
     assert not (tmp_path / "bad").exists()
-    debug = [sys.executable, "-m", "toolkit", "--debug", *bad[3:]]
-    done = subprocess.run(debug, capture_output=True, text=True, timeout=120)
+    debug = ["--debug", *bad]
+    done = warm_cli.run(debug, timeout=120)
     assert done.returncode != 0 and "Traceback" in done.stderr
 
     # 300 updates take at least 2.3 s (the engine's lower bound: no refusal before the start)
     # and about 5 s (300 E[max of 2 step times] x 0.01 s) plus the ranks' start
     late = [*base, "--scheme", "sync", "--n", "2", "--updates", "300", "--timeout", "3"]
-    done = subprocess.run(
-        [*late, "--out", str(tmp_path / "late")], capture_output=True, text=True, timeout=180
-    )
+    done = warm_cli.run([*late, "--out", str(tmp_path / "late")], timeout=180)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     head = "error: timeout: the run did not finish within 3 s; ranks 0-1 were still running"
     assert done.stderr.startswith(head)
 
     out = tmp_path / "killed"
     command = [*base, "--scheme", "sync", "--n", "3", "--updates", "4000", "--time-scale", "0.03"]
-    proc = subprocess.Popen(
-        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = warm_cli.start([*command, "--out", str(out)])
     try:
         deadline = time.monotonic() + 90
         while len(list((out / "ranks").glob("rank*.ready"))) < 3:

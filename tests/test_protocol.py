@@ -16,8 +16,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import warm_cli
 
 from toolkit.cli import main
 from toolkit.schemes import Rule, make_scheme
@@ -479,15 +478,12 @@ def test_sigkill_during_an_extension_then_the_same_command_ends_as_an_uninterrup
         for s in spec.protocol.tuning_seeds
     }
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec_path), "--out", str(out)]
-    command += ["--jobs", "2", "--no-progress"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
+    command = ["sweep", "run", str(spec_path), "--out", str(out), "--jobs", "2", "--no-progress"]
+    proc = warm_cli.start(command, new_session=True)
     try:  # kill as soon as a run outside the grid (an extension step) has started
         deadline = time.monotonic() + 180
         while not any(e["event"] == "start" and e["id"] not in grid_ids for e in _log(out)):
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, proc.output()[1]
             assert time.monotonic() < deadline, "no extension step within 180 s"
             time.sleep(0.02)
     finally:
@@ -496,7 +492,7 @@ def test_sigkill_during_an_extension_then_the_same_command_ends_as_an_uninterrup
     done_before = {p.name for p in (out / "runs").iterdir() if run_state(p) == "complete"}
     assert grid_ids <= done_before  # the grid had finished: the kill came in an extension
     before = len(_log(out))
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = warm_cli.run(command, timeout=300)
     assert done.returncode == 0, done.stderr
     started = {e["id"] for e in _log(out)[before:] if e["event"] == "start"}
     assert started and started.isdisjoint(done_before)  # nothing finished ran again
@@ -604,17 +600,11 @@ def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
 @pytest.mark.timeout(600)  # 45 s on an idle 2-core machine, over 120 s at load 3
 def test_protocol_quick_spec_end_to_end(tmp_path):
     out = tmp_path / "quick"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/protocol-quick.toml"]
+    command = ["sweep", "run", "sweeps/protocol-quick.toml"]
     command += ["--out", str(out), "--jobs", "2", "--no-progress"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = warm_cli.run(command, timeout=900)
     assert done.returncode == 0, done.stderr
-    rep = subprocess.run(
-        [sys.executable, "-m", "toolkit", "sweep", "report", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rep = warm_cli.run(["sweep", "report", str(out)], timeout=300)
     assert rep.returncode == 0, rep.stderr
     spec = SweepSpec.load(ROOT / "sweeps/protocol-quick.toml")
     names, schemes = set(spec.protocol.names), {"Sync(n=4)", "Backup(n=3, b=1)", "Async(n=4)"}

@@ -11,8 +11,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import warm_cli
 
 from toolkit.checks import ConfigError
 from toolkit.replay import Continuation, Results, train
@@ -327,7 +326,7 @@ def test_resume_from_every_checkpoint_gives_the_same_numbers(scheme):
 
 # ------------------------------------------------------------------ real kills
 KILLER = """
-import os, signal, sys
+import os, signal
 real, count, at = os.replace, [0], int(os.environ["KILL_AT_REPLACE"])
 def replace(a, b):
     count[0] += 1
@@ -335,8 +334,6 @@ def replace(a, b):
         os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is written, not yet renamed
     return real(a, b)
 os.replace = replace
-from toolkit.cli import main
-sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -345,14 +342,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_REPLACE": "0"}
 
 
 def _child(args: list[str], env: dict | None = None, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-c", KILLER, *args],
-        cwd=ROOT,
-        env={**ENV, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``toolkit ARGS`` in a process of its own (forked warm: tests/warm_cli.py) whose
+    KILL_AT_REPLACE-th ``os.replace`` SIGKILLs it."""
+    return warm_cli.run(args, env={**ENV, **(env or {})}, setup=KILLER, timeout=timeout)
 
 
 @pytest.mark.integration
@@ -388,16 +380,8 @@ def test_sigint_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     config_file = tmp_path / "config.toml"
     config_file.write_text(config.to_toml())
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "toolkit", "run", str(config_file), "--no-progress", "--out"]
-    proc = subprocess.Popen(
-        [*cmd, str(out)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
-    )
+    cmd = ["run", str(config_file), "--no-progress", "--out"]
+    proc = warm_cli.start([*cmd, str(out)], env=ENV)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -417,6 +401,6 @@ def test_sigint_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     with pytest.raises(ValueError, match="not complete"):
         Results.load(out)
     for args in ([*cmd, str(out), "--resume"], [*cmd, str(tmp_path / "ref")]):
-        done = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        done = warm_cli.run(args, env=ENV, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     _same(Results.load(out), Results.load(tmp_path / "ref"))

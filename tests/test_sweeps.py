@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import warm_cli
 
 from toolkit.checks import ConfigError
 from toolkit.cli import main
@@ -462,15 +463,13 @@ def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs
         )
     )
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command = ["sweep", "run", str(spec), "--out", str(out)]
     command += ["--jobs", "2", "--no-progress"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
+    proc = warm_cli.start(command, new_session=True)
     try:
         deadline = time.monotonic() + 180
         while not any(e["event"] == "end" for e in _log(out)):
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, proc.output()[1]
             assert time.monotonic() < deadline, "no run finished within 180 s"
             time.sleep(0.05)
     finally:
@@ -481,7 +480,7 @@ def test_sigkill_of_the_runner_then_the_same_command_redoes_only_unfinished_runs
     points = {c.id() for c in SweepSpec.load(spec).points()}
     assert 1 <= len(complete) < len(points), states  # killed part way
     before = len(_log(out))
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = warm_cli.run(command, timeout=300)
     assert done.returncode == 0, done.stderr
     second = _log(out)[before:]
     started = [e["id"] for e in second if e["event"] == "start"]
@@ -535,15 +534,13 @@ def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
     traceback, and leaves no process behind; the same command then runs only what was not
     complete."""
     spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command = ["sweep", "run", str(spec), "--out", str(out)]
     command += ["--jobs", "2", "--no-progress"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
+    proc = warm_cli.start(command, new_session=True)
     try:
         deadline = time.monotonic() + 180
         while sum(e["event"] == "start" for e in _log(out)) < 2:
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, proc.output()[1]
             assert time.monotonic() < deadline, "no two runs started within 180 s"
             time.sleep(0.05)
         time.sleep(0.5)
@@ -564,7 +561,7 @@ def test_a_signal_stops_the_runner_and_its_runs_and_the_same_command_goes_on(
     complete = {k for k, v in states.items() if v == "complete"}
     points = {c.id() for c in SweepSpec.load(spec).points()}
     before = len(_log(out))
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = warm_cli.run(command, timeout=600)
     assert done.returncode == 0, done.stderr
     started = [e["id"] for e in _log(out)[before:] if e["event"] == "start"]
     assert sorted(started) == sorted(points - complete)
@@ -577,22 +574,20 @@ def test_a_second_runner_on_the_same_directory_is_refused_naming_the_holder(tmp_
     (one line, exit 2, the holder's pid) while the first holds the lock, and each point runs
     once."""
     spec, out = _slow_spec(tmp_path), tmp_path / "sweep"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", str(spec), "--out", str(out)]
+    command = ["sweep", "run", str(spec), "--out", str(out)]
     command += ["--jobs", "1", "--no-progress"]
-    first = subprocess.Popen(
-        command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
+    first = warm_cli.start(command, new_session=True)
     try:
         deadline = time.monotonic() + 180
         while not any(e["event"] == "start" for e in _log(out)):
-            assert first.poll() is None, first.stderr.read()
+            assert first.poll() is None, first.output()[1]
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # the first runner (and its run) stopped while the second starts: it holds the lock
         # however long the second takes to import on a loaded machine
         os.killpg(first.pid, signal.SIGSTOP)
         try:
-            second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            second = warm_cli.run(command, timeout=120)
         finally:
             os.killpg(first.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr
@@ -857,20 +852,14 @@ def test_sensitivity_is_over_seeds_per_lr():
 @pytest.mark.timeout(900)
 def test_quick_spec_end_to_end_with_its_report(tmp_path):
     out = tmp_path / "quick"
-    command = [sys.executable, "-m", "toolkit", "sweep", "run", "sweeps/quick.toml"]
+    command = ["sweep", "run", "sweeps/quick.toml"]
     command += ["--out", str(out), "--jobs", "2", "--no-progress"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = warm_cli.run(command, timeout=600)
     assert done.returncode == 0, done.stderr
     spec = SweepSpec.load(ROOT / "sweeps/quick.toml")
     points = spec.points()
     assert f"{len(points)} runs: {len(points)} complete" in done.stdout
-    rep = subprocess.run(
-        [sys.executable, "-m", "toolkit", "sweep", "report", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rep = warm_cli.run(["sweep", "report", str(out)], timeout=300)
     assert rep.returncode == 0, rep.stderr
     dest = out / "report"
     final = pd.read_csv(dest / "final.csv")
