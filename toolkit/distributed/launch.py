@@ -217,7 +217,10 @@ class _Forked:
         """The forker's return code (as :attr:`subprocess.Popen.returncode`), None while it
         runs."""
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): as Popen, code 0
+                pid, status = self.pid, 0
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
