@@ -56,7 +56,12 @@ def start(job: Path, world: int, env: dict, log_dir: Path) -> tuple[int, int]:
     launcher = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process left to fork (EAGAIN, ENOMEM): nothing stays open
+        for fd in (read, write, err):
+            os.close(fd)
+        raise
     if pid:
         os.close(write)
         os.close(err)
