@@ -262,6 +262,41 @@ def test_run_is_simulate_then_train_and_writes_a_complete_directory(tmp_path):
     _same(run(CONFIG, tmp_path / "r", resume=True), res)
 
 
+@pytest.mark.parametrize(("seconds", "expected"), [("0", "every"), ("3600", "none")])
+def test_periodic_checkpoints_wait_for_the_wall_clock_interval(
+    tmp_path, monkeypatch, seconds, expected
+):
+    """TOOLKIT_CHECKPOINT_SECONDS=0: a checkpoint at every evaluation but the last (the run
+    ends there); an hour: none in a run of a second. The numbers are the same either way."""
+    from toolkit.runs.directory import RunDirectory
+
+    saved = []
+    real = RunDirectory.save_checkpoint
+    monkeypatch.setattr(
+        RunDirectory,
+        "save_checkpoint",
+        lambda self, state, rows: saved.append(rows) or real(self, state, rows),
+    )
+    monkeypatch.setenv("TOOLKIT_CHECKPOINT_SECONDS", seconds)
+    config = CONFIG.replace(updates=60, eval_every=10)
+    res = run(config, tmp_path / "r")
+    rows = sorted(set(res.evaluations["update"]))  # evaluation points
+    assert len(rows) >= 5
+    if expected == "every":
+        assert len(saved) >= len(rows) - 2 and saved == sorted(set(saved))
+    else:
+        assert saved == []
+    _same(res, run(config))
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_checkpoint_interval_is_refused_naming_the_variable(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("TOOLKIT_CHECKPOINT_SECONDS", value)
+    with pytest.raises(ConfigError, match=r"^TOOLKIT_CHECKPOINT_SECONDS: expected seconds >= 0"):
+        run(CONFIG, tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
 def test_directories_are_never_mixed(tmp_path):
     out = tmp_path / "r"
     run(CONFIG, out)
@@ -337,8 +372,14 @@ os.replace = replace
 """
 
 
-# children run with one thread each: float sums depend on the thread count
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_REPLACE": "0"}
+# children run with one thread each (float sums depend on the thread count) and checkpoint at
+# every evaluation, whatever the wall-clock, so that the kills land at known writes
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "KILL_AT_REPLACE": "0",
+    "TOOLKIT_CHECKPOINT_SECONDS": "0",
+}
 
 
 def _child(args: list[str], env: dict | None = None, timeout: float = 120):
