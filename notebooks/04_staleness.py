@@ -151,7 +151,7 @@ data = repo_root() / "data" / "staleness"
 spec = SweepSpec.load(data / "spec.toml")
 protocol = spec.protocol
 evaluations, summary = load(data)
-report = protocol_report(spec, evaluations, summary, out.dir / "staleness_protocol")
+report = protocol_report(spec, evaluations, summary, out.dir / "staleness_protocol", figures=False)
 plan = plan_protocol(spec, outcomes_of(summary, protocol.score))
 POLICY = {"none": "constant", "lr": "alpha0/tau"}
 keys = ["protocol", "label", "staleness"]

@@ -110,7 +110,7 @@ data = repo_root() / "data" / "period"
 spec = SweepSpec.load(data / "spec.toml")
 protocol = spec.protocol
 evaluations, summary = load(data)
-report = protocol_report(spec, evaluations, summary, out.dir / "period_protocol")
+report = protocol_report(spec, evaluations, summary, out.dir / "period_protocol", figures=False)
 plan = plan_protocol(spec, outcomes_of(summary, protocol.score))
 searches = {s.cells[0].id(): s for s in plan.searches}
 evaluation = report["evaluation"]

@@ -123,7 +123,7 @@ data = repo_root() / "data" / "kvariants"
 spec = SweepSpec.load(data / "spec.toml")
 protocol = spec.protocol
 evaluations, summary = load(data)
-report = protocol_report(spec, evaluations, summary, out.dir / "kvariants_protocol")
+report = protocol_report(spec, evaluations, summary, out.dir / "kvariants_protocol", figures=False)
 plan = plan_protocol(spec, outcomes_of(summary, protocol.score))
 searches = {s.cells[0].id(): s for s in plan.searches}
 names = {str(variant_scheme(v, P, k)): (v, k) for v in VARIANTS for k in range(1, P + 1)}

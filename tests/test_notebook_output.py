@@ -20,7 +20,6 @@ def test_output_writes_tables_figures_numbers_and_conclusion(tmp_path, monkeypat
     fig.add_subplot().plot([0, 1])
     out.figure("f", fig)
     assert (tmp_path / "99_example" / "f.svg").stat().st_size > 0
-    assert (tmp_path / "99_example" / "f.png").stat().st_size > 0
     out.number(x=np.float64(0.5), n=np.int64(3), missing=float("nan"), d={1.0: np.float32(2)})
     saved = json.loads((tmp_path / "99_example" / "numbers.json").read_text())
     assert saved == {"x": 0.5, "n": 3, "missing": None, "d": {"1.0": 2.0}}

@@ -553,6 +553,15 @@ def test_report_and_load_carry_the_protocol_and_only_evaluation_seeds_are_report
     assert {"role", "protocols", "lr_status"} <= set(again.columns)
     exported = report(tmp_path / "exported", tmp_path / "report2")
     pd.testing.assert_frame_equal(exported["evaluation"], tables["evaluation"], check_dtype=False)
+    # figures=False (a notebook that draws its own): the same tables, no figure
+    from toolkit.sweeps.report import protocol_report
+
+    evaluations, _ = load(out)
+    bare = protocol_report(spec, evaluations, summary, tmp_path / "bare", figures=False)
+    for name in ("settings", "evaluation", "time_to_target", "pairwise"):
+        pd.testing.assert_frame_equal(bare[name], tables[name])
+    written = {p.suffix for p in (tmp_path / "bare").iterdir()}
+    assert ".csv" in written and not written & {".png", ".pdf"}
 
 
 def test_an_unfinished_protocol_reports_what_it_has_and_counts_what_is_missing(real, tmp_path):

@@ -317,10 +317,10 @@ class Output:
         return frame
 
     def figure(self, name: str, fig: Figure) -> Figure:
-        """Write ``fig`` to ``name.svg`` and ``name.png`` and return it (an SVG's rasterized
-        parts, e.g. the stability maps' meshes, at 200 dpi)."""
+        """Write ``fig`` to ``name.svg`` (what the paper embeds and a browser shows; its
+        rasterized parts, e.g. the stability maps' meshes, at 200 dpi) and return it. One format:
+        each ``savefig`` lays out and draws the whole figure again."""
         fig.savefig(self.dir / f"{name}.svg", dpi=200)
-        fig.savefig(self.dir / f"{name}.png", dpi=110)
         return fig
 
     def number(self, **values) -> dict:

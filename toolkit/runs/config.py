@@ -37,6 +37,7 @@ settings are in it. Unset values (None) take the workload's defaults when the ru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -64,6 +65,22 @@ from toolkit.workloads import WORKLOADS
 __all__ = ["DTYPES", "RunConfig"]
 
 DTYPES = ("float32", "float64")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_once(parse, text: str) -> None:
+    parse(text)
+
+
+def _check_model_text(parse, text) -> None:
+    """``parse(text)`` (``parse_compute`` or ``parse_comm``), raising its ConfigError; a text
+    that parsed once is not parsed again (sweeps re-make thousands of configs from a few texts,
+    and building a frozen scipy distribution costs about a millisecond), except one naming a
+    ``.csv`` trace, which is read again as the file may have changed."""
+    if isinstance(text, str) and ".csv" not in text.lower():
+        _parsed_once(parse, text)
+    else:
+        parse(text)
 
 
 @dataclass(frozen=True)
@@ -109,9 +126,9 @@ class RunConfig:
         for key, value in self.workload_args.items():
             _check_plain(f"workload.{key}", value)
         _check_workload_args(self.workload, self.workload_args)
-        parse_compute(self.compute)  # errors name "compute"
+        _check_model_text(parse_compute, self.compute)  # errors name "compute"
         if self.comm is not None:
-            parse_comm(self.comm)
+            _check_model_text(parse_comm, self.comm)
         if self.lr is not None:
             check_positive("lr", self.lr)
         check_interval("momentum", self.momentum, 0.0, 1.0, "[)")

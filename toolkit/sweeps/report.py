@@ -146,11 +146,17 @@ def report(out: str | Path, dest: str | Path | None = None) -> dict[str, pd.Data
 
 
 def protocol_report(
-    spec, evaluations: pd.DataFrame, summary: pd.DataFrame, dest: str | Path
+    spec,
+    evaluations: pd.DataFrame,
+    summary: pd.DataFrame,
+    dest: str | Path,
+    *,
+    figures: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """The report of a sweep run under ``spec``'s ``[protocol]`` (module docstring): its tables
     by name, written to ``dest`` as CSV with figures per workload (the lr searches on tuning
-    seeds; each protocol's evaluation curves and time to target).
+    seeds; each protocol's evaluation curves and time to target) unless ``figures`` is False
+    (a caller that draws its own: each figure is drawn twice, as PDF and PNG).
 
     Tables: ``searches`` (each lr search: the lrs run, the mean tuning score at each (a shared
     search: its mean over the schemes; the worst value, +-inf, where a run diverged), the best,
@@ -163,7 +169,6 @@ def protocol_report(
     fraction reached, Kaplan-Meier median, censored runs), ``pairwise`` (per protocol and
     comparison: Welch's t, Holm-corrected), ``warnings`` (capped cells, an unfinished protocol)
     and ``failures``."""
-    from toolkit.plots import plot_curves, plot_sensitivity, plot_time_to_target, save_figure
     from toolkit.sweeps.protocol import _comparison_key, outcomes_of, plan_protocol
 
     dest = Path(dest)
@@ -306,7 +311,18 @@ def protocol_report(
     if pairs:
         tables["pairwise"] = pd.concat(pairs, ignore_index=True)
 
-    # figures: the lr searches (tuning seeds), then each protocol's runs (evaluation seeds)
+    if figures:
+        _protocol_figures(tables, evaluations, summary, runs, metric_of, dest)
+    _write(tables, dest)
+    return tables
+
+
+def _protocol_figures(tables, evaluations, summary, runs, metric_of, dest: Path) -> None:
+    """The figures of :func:`protocol_report`: the lr searches (tuning seeds), then each
+    protocol's runs (evaluation seeds)."""
+    from toolkit.plots import plot_curves, plot_sensitivity, plot_time_to_target, save_figure
+
+    times = "time_to_target" in tables
     tuning = summary[summary["role"] == "tuning"]
     for workload, g in tuning.groupby("workload", sort=True):
         by = [c for c in config_groups(g) if c not in ("workload", "lr")]
@@ -328,8 +344,6 @@ def protocol_report(
             t = t[(t["workload"] == workload) & (t["protocol"] == name)]
             if len(t):
                 save_figure(plot_time_to_target(t), f"{stem}_time_to_target")
-    _write(tables, dest)
-    return tables
 
 
 def _reasons(stopped: pd.Series) -> str:
