@@ -189,10 +189,11 @@ def kasync(run: Run) -> pd.DataFrame:
         cand = np.flatnonzero(finish <= kth)  # ties included; then by worker id
         sel = cand[np.lexsort((cand, finish[cand]))][:k]
         A = finish[sel].max() + c
-        R[u] = (sel, version[sel], ptr[sel], np.full(k, A), x[sel], np.full(k, u))
+        row = R[u]  # a view: columns filled in place, the scalars broadcast
+        row[0], row[1], row[2], row[3], row[4], row[5] = sel, version[sel], ptr[sel], A, x[sel], u
         ptr[sel] += 1
         version[sel] = u + 1
-        x[sel] = [streams.value(int(w), int(j)) for w, j in zip(sel, ptr[sel], strict=True)]
+        x[sel] = streams.values(sel, ptr[sel])
         finish[sel] = A + x[sel]
     sel, ver, batch, time, ct, upd = (R[:, i, :].ravel() for i in range(6))
     upd = upd.astype(np.int64)

@@ -326,6 +326,15 @@ class Streams:
             self.ensure_worker(w, j + 1)
         return float(self.rows[w][j])
 
+    def values(self, workers: np.ndarray, steps: np.ndarray) -> list[float]:
+        """``[value(w, j) for w, j in zip(workers, steps)]``, drawing only where needed."""
+        rows, out = self.rows, []
+        for w, j in zip(workers.tolist(), steps.tolist(), strict=True):
+            if j >= self.length[w]:
+                self.ensure_worker(w, j + 1)
+            out.append(rows[w][j])
+        return out
+
     def matrix(self, m: int) -> np.ndarray:
         """Dense (n, c) block with c >= m: ``matrix(m)[w, j]`` is worker w's j-th step time for
         j < m. Cached; rebuilt when more columns are asked for (rows grow by doubling, so this
