@@ -7,8 +7,6 @@ import os
 import pickle
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import warm_cli
 from torch.func import functional_call, grad, jacrev, vmap
 
 import toolkit.workloads as workloads
@@ -285,8 +284,9 @@ def test_mnist1d_disk_cache_round_trip(tmp_path, monkeypatch):
 # disk cache and prints a digest of the arrays. Each rename is held for a second, so the writes
 # of processes that generate at about the same time overlap.
 FIRST_USE = """
-import hashlib, os, sys, time
+import hashlib, os, sys, time, warnings
 from pathlib import Path
+warnings.simplefilter("error")  # a warning fails the process
 from toolkit.workloads.mnist1d import mnist1d_arrays
 real_replace = os.replace
 def held_replace(src, dst):
@@ -296,7 +296,8 @@ os.replace = held_replace
 while not Path(sys.argv[1]).exists():
     time.sleep(0.01)
 x, y, _, _ = mnist1d_arrays(400, 100, seed=11)
-print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), flush=True)
+os._exit(0)
 """
 
 
@@ -304,15 +305,15 @@ print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
 @pytest.mark.timeout(300)
 def test_mnist1d_cache_is_safe_for_concurrent_first_use(tmp_path):
     """Three processes fill an empty cache at once (as test workers or a sweep's pool do): each
-    reads the arrays that generating them in memory gives, without a warning (an error here:
-    ``-W error``), and the cache holds the one complete file, no temporary one."""
+    reads the arrays that generating them in memory gives, without a warning (an error here),
+    and the cache holds the one complete file, no temporary one. The processes are forked from
+    a warm one (tests/warm_cli.py: FIRST_USE runs before the command line would, and ends the
+    process), which has imported the toolkit but built no data set."""
     cache, go = tmp_path / "cache", tmp_path / "go"
     env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-W", "error", "-c", FIRST_USE, str(go)]
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    procs = [subprocess.Popen(command, env=env, **pipes) for _ in range(3)]
+    procs = [warm_cli.start([str(go)], env=env, setup=FIRST_USE) for _ in range(3)]
     try:
-        time.sleep(0.5)  # the imports, mostly; the processes poll for the go file
+        time.sleep(0.5)  # the processes poll for the go file
         go.touch()
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:
