@@ -148,7 +148,7 @@ def measured_divergence_lr(
     The first bracket is [guess / 1.04, guess * 1.06] (asymmetric, so that no bisection point
     is ``guess`` itself), widened by factors of 2 while both ends converge or both diverge,
     then halved geometrically: with the boundary within 5 % of ``guess`` (an exact prediction)
-    that is 5 runs to rel_tol = 0.02, against 8 from a bracket of [guess / 1.37, guess * 1.61].
+    that is 5 runs to rel_tol = 0.02.
     Returns (lo, hi, runs): the largest lr seen converging and the smallest seen diverging,
     with hi / lo <= 1 + rel_tol (the boundary lies in [lo, hi] if divergence is monotone in lr).
     """

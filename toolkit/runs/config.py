@@ -75,8 +75,8 @@ def _parsed_once(parse, text: str) -> None:
 def _check_model_text(parse, text) -> None:
     """``parse(text)`` (``parse_compute`` or ``parse_comm``), raising its ConfigError; a text
     that parsed once is not parsed again (sweeps re-make thousands of configs from a few texts,
-    and building a frozen scipy distribution costs about a millisecond), except one naming a
-    ``.csv`` trace, which is read again as the file may have changed."""
+    and building a frozen scipy distribution costs more than every other check of a config),
+    except one naming a ``.csv`` trace, which is read again as the file may have changed."""
     if isinstance(text, str) and ".csv" not in text.lower():
         _parsed_once(parse, text)
     else:

@@ -13,8 +13,8 @@ Replay checkpoints at a safe point (every ``eval_every`` rows) once :func:`check
 (10 s) of wall-clock have passed since the run started or last checkpointed, and when the process
 gets SIGINT (Ctrl-C) or SIGTERM, which then stops with :class:`Interrupted` (exit code 130 on the
 command line); ``resume=True`` continues from the last checkpoint. A SIGKILL loses only the rows
-since the last checkpoint: about 10 s of work. A checkpoint holds every record so far, so one at
-each of a short run's evaluations cost a fifth of its time (48 runs of ``sweeps/quick.toml``);
+since the last checkpoint: about 10 s of work. A checkpoint holds every record so far, so a
+short run checkpointed at each of its evaluations would spend much of its time writing them;
 ``TOOLKIT_CHECKPOINT_SECONDS=0`` checkpoints at every evaluation.
 """
 

@@ -234,8 +234,7 @@ def _local(function: Callable, tasks: list[dict], jobs: int) -> Iterator[dict]:
 def _warm(tasks: list[dict], most: int = 8) -> None:
     """Before forking a child per run: import what a run uses and build the sweep's first
     ``most`` distinct workloads here (MNIST-1D's arrays stay in an in-memory cache), so that
-    every child inherits them instead of doing it again. Measured on 12 logreg runs of
-    sweeps/protocol-quick.toml on 2 cores: 0.87 CPU-s per run without, 0.39 with."""
+    every child inherits them instead of doing it again (:func:`_warm_gradients` too)."""
     import pyarrow.parquet  # noqa: F401  (the Results and Schedule files)
 
     import toolkit.runs.run  # noqa: F401
@@ -250,9 +249,27 @@ def _warm(tasks: list[dict], most: int = 8) -> None:
     for table in tables.values():
         try:
             config = RunConfig.from_dict({**tasks[0]["config"], "workload": table})
-            get_workload(config.workload, **config.workload_args)
+            _warm_gradients(get_workload(config.workload, **config.workload_args))
         except Exception:  # the run itself records why its workload cannot be built
             pass
+
+
+def _warm_gradients(workload) -> None:
+    """One vmapped gradient of ``workload`` at two parameter versions, as replay computes them:
+    torch imports what its first one needs (for a cross-entropy loss, a Python decomposition
+    and sympy: about 0.5 CPU-s), here once rather than in every forked run."""
+    import torch
+
+    from toolkit.replay.batched import FlatModel
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # no OpenMP thread team in the process the runs are forked from
+    try:
+        fm = FlatModel(workload.make_model(0), workload.loss)
+        x, y = workload.x_train[:2], workload.y_train[:2]
+        fm.grads(fm.flat().expand(2, -1).clone(), torch.stack([x, x]), torch.stack([y, y]))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _stop(procs: list) -> None:
