@@ -20,10 +20,12 @@ import argparse
 import json
 import os
 import platform
+import queue
+import re
 import shutil
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,53 +48,138 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def execute(path: Path, out: Path) -> tuple[str, float, str | None]:
-    """Execute one notebook (its outputs go to ``out/notebooks/<name>``); returns (name, seconds,
-    error or None). The executed notebook is written to ``out/executed/<name>.ipynb`` either way."""
-    import jupytext
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes in a traceback
+# Run before each notebook but a kernel's first: a fresh namespace (IPython's %reset: every name the
+# last notebook defined, its outputs and history) and no figure left open. Modules stay imported.
+RESET = "%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt"
 
-    start = time.perf_counter()
-    shutil.rmtree(out / "notebooks" / path.stem, ignore_errors=True)  # no stale outputs survive
-    nb = jupytext.read(path)
-    client = NotebookClient(
-        nb,
-        timeout=TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport notices in the log
-    )
-    error = None
+
+class Kernel:
+    """One Jupyter kernel (nbclient, ``python3``) that executes notebooks one after another.
+
+    Each notebook after the kernel's first starts from :data:`RESET`, so no name defined by an
+    earlier notebook is seen; what it shares with them is the imported modules (a kernel's start
+    and the imports of torch, scipy, pandas and matplotlib cost about 6 s of CPU each, once per
+    kernel instead of once per notebook). A cell that raises leaves the kernel idle and usable; a
+    dead kernel or a cell past :data:`TIMEOUT` ends it, and the next notebook gets a new one.
+    ``fresh`` (``--fresh-kernels``) gives every notebook a kernel of its own."""
+
+    def __init__(self, fresh: bool = False) -> None:
+        self.fresh = fresh
+        self.km = None
+        self.used = False
+
+    def execute(self, path: Path, out: Path) -> tuple[str, float, str | None]:
+        """Execute one notebook (its outputs go to ``out/notebooks/<name>``); returns (name,
+        seconds, error or None). The executed notebook is written to
+        ``out/executed/<name>.ipynb`` either way."""
+        import jupytext
+        import nbformat
+        from nbclient.exceptions import CellExecutionError
+
+        start = time.perf_counter()
+        shutil.rmtree(out / "notebooks" / path.stem, ignore_errors=True)  # no stale outputs
+        nb = jupytext.read(path)
+        error = None
+        try:
+            if self.used:
+                reset = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RESET)])
+                self._run(reset)
+            self.used = True
+            self._run(nb)
+        except CellExecutionError as exc:  # its last line, without the traceback's colours
+            error = ANSI.sub("", str(exc)).splitlines()[-1] if str(exc) else repr(exc)
+        except Exception as exc:  # a dead kernel, a cell past TIMEOUT: not this kernel again
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.close()
+        finally:
+            if self.fresh:
+                self.close()
+            (out / "executed").mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, out / "executed" / f"{path.stem}.ipynb")
+        return path.stem, time.perf_counter() - start, error
+
+    def _run(self, nb) -> None:
+        from jupyter_client.manager import AsyncKernelManager
+        from nbclient import NotebookClient
+
+        if self.km is None:  # the first client starts it, with its arguments and folder
+            self.km, self.used = AsyncKernelManager(kernel_name="python3"), False
+        client = NotebookClient(
+            nb,
+            km=self.km,  # not owned by the client: the kernel outlives this notebook
+            timeout=TIMEOUT,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS)}},
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport notices
+        )
+        try:
+            client.execute()
+        finally:
+            if client.kc is not None:
+                client.kc.stop_channels()
+
+    def close(self) -> None:
+        """Shut the kernel down (at once: nothing of it is needed any more)."""
+        from jupyter_core.utils import run_sync
+
+        km, self.km, self.used = self.km, None, False
+        if km is not None and km.has_kernel:
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:  # already gone
+                pass
+
+
+def _serve(kernel: Kernel, todo: queue.Queue, done: queue.Queue, out: Path) -> None:
+    """A job: execute the notebooks taken from ``todo`` in ``kernel`` until a None."""
     try:
-        client.execute()
-    except CellExecutionError as exc:
-        error = str(exc).splitlines()[-1] if str(exc) else repr(exc)
+        while (path := todo.get()) is not None:
+            try:
+                done.put(kernel.execute(path, out))
+            except BaseException as exc:  # never leave the build waiting for this notebook
+                done.put((path.stem, 0.0, f"{type(exc).__name__}: {exc}"))
     finally:
-        (out / "executed").mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out / "executed" / f"{path.stem}.ipynb")
-    return path.stem, time.perf_counter() - start, error
+        kernel.close()
 
 
-def run_notebooks(paths: list[Path], out: Path, jobs: int) -> dict[str, float]:
-    """Execute ``paths`` on ``jobs`` processes with a progress bar; raise SystemExit naming the
-    notebooks that failed."""
+def run_notebooks(
+    stages: list[list[Path]], out: Path, jobs: int, fresh: bool = False
+) -> dict[str, float]:
+    """Execute each stage's notebooks on ``jobs`` kernels (one thread each), a stage only once
+    the one before it has ended, with a progress bar; raise SystemExit naming the notebooks that
+    failed."""
     from tqdm.auto import tqdm
 
+    todo, done = queue.Queue(), queue.Queue()
+    kernels = [Kernel(fresh) for _ in range(jobs)]
+    threads = [
+        threading.Thread(target=_serve, args=(k, todo, done, out), daemon=True) for k in kernels
+    ]
+    for thread in threads:
+        thread.start()
     seconds, failed = {}, {}
-    with (
-        ProcessPoolExecutor(max_workers=jobs) as pool,
-        tqdm(total=len(paths), desc="notebooks", unit="nb") as bar,
-    ):
-        futures = [pool.submit(execute, p, out) for p in paths]
-        for future in as_completed(futures):
-            name, secs, error = future.result()
-            seconds[name] = secs
-            if error:
-                failed[name] = error
-            bar.set_postfix_str(f"{name}: {'FAILED' if error else f'{secs:.0f} s'}")
-            bar.update()
+    try:
+        with tqdm(total=sum(map(len, stages)), desc="notebooks", unit="nb") as bar:
+            for stage in stages:
+                for path in stage:
+                    todo.put(path)
+                for _ in stage:
+                    name, secs, error = done.get()
+                    seconds[name] = secs
+                    if error:
+                        failed[name] = error
+                    bar.set_postfix_str(f"{name}: {'FAILED' if error else f'{secs:.0f} s'}")
+                    bar.update()
+    except BaseException:  # Ctrl-C: the jobs may be inside a notebook; their kernels go now
+        for kernel in kernels:
+            kernel.close()
+        raise
+    finally:
+        for _ in threads:
+            todo.put(None)
+    for thread in threads:  # each shuts its own kernel down
+        thread.join(timeout=60)
     if failed:
         lines = "\n".join(f"  {k}: {v} (see {out}/executed/{k}.ipynb)" for k, v in failed.items())
         raise SystemExit(f"notebooks failed:\n{lines}")
@@ -163,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--only", default=None, help="comma-separated notebook prefixes")
     parser.add_argument("--no-pdf", action="store_true", help="execute notebooks only")
+    parser.add_argument(
+        "--fresh-kernels", action="store_true", help="a new kernel for every notebook (slower)"
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: expected >= 1, got {args.jobs}")
@@ -183,9 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = notebooks(args.only.split(",") if args.only else None)
     first = [p for p in paths if not p.stem.startswith(GATHER)]
     last = [p for p in paths if p.stem.startswith(GATHER)]
-    seconds = run_notebooks(first, out, args.jobs) if first else {}
-    if last:
-        seconds |= run_notebooks(last, out, args.jobs)
+    seconds = run_notebooks([first, last], out, args.jobs, fresh=args.fresh_kernels)
     for name, secs in sorted(seconds.items()):
         print(f"  {name}: {secs:.1f} s")
     gather_numbers(out)

@@ -1,12 +1,12 @@
 """The notebooks and the paper.
 
 ``paper/build.py`` (what ``make paper`` runs) executes every notebook with nbclient on the quick
-profile into a temporary build folder and compiles the PDF, once per test session; a failing cell
-fails the build. The tests then check the PDF (pages, and that every figure the manuscript
-references was written by this build), that each notebook's jupytext ``.py`` and ``.ipynb`` hold the
-same cells, and that each notebook's conclusion states what its tables say: every claim is
-recomputed here from the CSV tables the notebook wrote, and the numbers the conclusion quotes are
-checked against them.
+profile, two kernels each running its notebooks one after another, into a temporary build folder and
+compiles the PDF, once per test session; a failing cell fails the build. The tests then check the
+PDF (pages, and that every figure the manuscript references was written by this build), that each
+notebook's jupytext ``.py`` and ``.ipynb`` hold the same cells, and that each notebook's conclusion
+states what its tables say: every claim is recomputed here from the CSV tables the notebook wrote,
+and the numbers the conclusion quotes are checked against them.
 """
 
 from __future__ import annotations
@@ -92,6 +92,48 @@ def conclusion(build, name: str) -> str:
 
 def numbers(build, name: str) -> dict:
     return json.loads((nb_dir(build, name) / "numbers.json").read_text())
+
+
+def _paper_build():
+    sys.path.insert(0, str(ROOT / "paper"))
+    import build as paper_build
+
+    return paper_build
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fresh", [False, True], ids=["reused", "fresh"])
+def test_each_notebook_starts_from_an_empty_namespace_and_a_failure_does_not_stop_the_next(
+    tmp_path, fresh
+):
+    """The build's kernel runs notebooks one after another (``fresh``: one kernel each): a name
+    defined by an earlier notebook is not seen by a later one, and a notebook whose cell raises
+    is reported by name while the next one still runs."""
+    paper_build = _paper_build()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    write_pid = "import os, pathlib\npathlib.Path({!r}, '{}').write_text(str(os.getpid()))\n"
+    cells = {
+        "a": "leak = 1\n" + write_pid.format(str(pids), "a"),
+        "c": "raise ValueError('boom in c')\n",
+        "b": "assert 'leak' not in dir(), 'a name of notebook a'\n"
+        + write_pid.format(str(pids), "b"),
+    }
+    paths = []
+    for name, code in cells.items():
+        (tmp_path / f"{name}.py").write_text(f"# %%\n{code}")
+        paths.append(tmp_path / f"{name}.py")
+    with pytest.raises(SystemExit) as failed:
+        paper_build.run_notebooks([paths], tmp_path / "out", jobs=1, fresh=fresh)
+    message = str(failed.value)
+    assert "c: ValueError: boom in c" in message and "a:" not in message and "b:" not in message
+    same = (pids / "a").read_text() == (pids / "b").read_text()
+    assert same != fresh  # one kernel for all, or one each
+    assert {p.name for p in (tmp_path / "out" / "executed").iterdir()} == {
+        "a.ipynb",
+        "b.ipynb",
+        "c.ipynb",
+    }
 
 
 def test_there_are_nine_notebooks():
@@ -601,9 +643,7 @@ def test_method_statement_names_profile_cpu_and_seeds(build):
 
     from pypdf import PdfReader
 
-    sys.path.insert(0, str(ROOT / "paper"))
-    import build as paper_build
-
+    paper_build = _paper_build()
     out, _ = build
     info = json.loads((out / "build.json").read_text())
     assert info["cpu"] == paper_build.hardware()["cpu"] and info["profile"] == "quick"

@@ -2,10 +2,12 @@
 
 The loss is the mean training loss L(theta) over the whole training split (or its first
 ``samples`` points: a fixed large batch), as a function of the model's flat parameter vector
-(replay's :class:`~toolkit.replay.FlatModel` order). A Hessian-vector product is the forward
-derivative of the gradient, ``H v = jvp(grad(L), (theta,), (v,))`` (torch.func, forward-over-
-reverse), accumulated over chunks of at most ``chunk`` samples (L is a size-weighted mean of
-chunk means, and H v is linear in L). The extreme eigenvalue comes from
+(replay's :class:`~toolkit.replay.FlatModel` order). A Hessian-vector product is the gradient of
+the gradient's inner product with v, ``H v = d/dtheta <grad L(theta), v>`` (Pearlmutter 1994,
+reverse-over-reverse: two ``torch.autograd.grad`` calls, the first with ``create_graph``; plain
+autograd, so the first call does not import torch.func's compiler stack), accumulated over chunks
+of at most ``chunk`` samples (L is a size-weighted mean of chunk means, and H v is linear in L).
+The extreme eigenvalue comes from
 
 * ``"lanczos"`` (default): ``iters`` Lanczos steps with full re-orthogonalisation (float64
   basis); returns the largest *algebraic* eigenvalue of the tridiagonal matrix (the one that sets
@@ -21,11 +23,9 @@ The theory (toolkit.theory) is a quadratic model: eta_max = threshold / lambda_m
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
-from torch.func import grad, jvp
 
 from toolkit.checks import ConfigError, check_choice, check_int
 from toolkit.replay.batched import FlatModel
@@ -72,13 +72,12 @@ def hessian_vector_product(
     def hvp(v: torch.Tensor) -> torch.Tensor:
         v = v.to(device=device, dtype=theta.dtype)
         out = torch.zeros_like(theta)
-        with warnings.catch_warnings():  # torch's own forward-AD setup calls torch.jit.script
-            warnings.filterwarnings(
-                "ignore", "`torch.jit.script` is deprecated", DeprecationWarning
-            )
+        with torch.enable_grad():
             for xb, yb in pieces:
-                g = grad(lambda t, xb=xb, yb=yb: fm.loss_at(t, xb, yb))
-                out += jvp(g, (theta,), (v,))[1] * (len(xb) / n)
+                t = theta.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(fm.loss_at(t, xb, yb), t, create_graph=True)
+                (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
+                out += hv * (len(xb) / n)
         return out
 
     return hvp, theta
