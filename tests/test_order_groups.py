@@ -50,6 +50,20 @@ def test_two_exponential_groups_against_inclusion_exclusion():
     np.testing.assert_allclose(means, [1 / (n1 * a + n2 * b), expected_max], rtol=1e-5)
 
 
+@pytest.mark.parametrize("slow", [1, 2, 5, 30])
+def test_conditioning_on_the_largest_group_agrees_with_the_full_convolution(slow):
+    """A few k and small other groups take the route through the largest group's survival
+    function; every k at once takes the full convolution. The two agree."""
+    base = stats.lognorm(0.5, loc=1.2, scale=0.4)
+    groups = [(100 - slow, base), (slow, lambda x: base.cdf(x / 2.0))]
+    x = np.geomspace(0.8, 30.0, 200)
+    few = np.array([1, 50, 100 - slow, 100 - slow + 1, 100])
+    every = order_statistic_cdf_groups(groups, np.arange(1, 101), x)
+    np.testing.assert_allclose(
+        order_statistic_cdf_groups(groups, few, x), every[:, few - 1], rtol=1e-10, atol=1e-14
+    )
+
+
 def test_quantiles_and_cdf_of_uniform_order_statistics():
     """U_(k:n) ~ Beta(k, n - k + 1) for i.i.d. uniforms."""
     k = np.array([1, 5, 20])

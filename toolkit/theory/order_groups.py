@@ -70,22 +70,42 @@ def _binom_pmf(count: int, p: np.ndarray) -> np.ndarray:
     return np.exp(logc + special.xlogy(j, p) + special.xlog1py(count - j, -p))
 
 
+def _binom_sf(count: int, p: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """P(Binomial(count, p) >= m) for any integers m (broadcast with p): 1 for m <= 0, the
+    regularized incomplete beta I_p(m, count - m + 1) for 1 <= m <= count, 0 above."""
+    inside = np.clip(m, 1, count)
+    sf = special.betainc(inside, count - inside + 1.0, p)
+    return np.where(m <= 0, 1.0, np.where(m > count, 0.0, sf))
+
+
 def _at_least(counts: list[int], cdfs: list[Callable], x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """(len(x), len(k)): P(N(x) >= k), N(x) the workers finished by time x. One group:
     the regularized incomplete beta, P(Binomial(n, p) >= k) = I_p(k, n - k + 1); several: the
-    convolution of their binomial pmfs."""
+    convolution of the other groups' binomial pmfs, then either conditioned on the largest group
+    (P(N >= k) = sum_j P(N_rest = j) P(N_largest >= k - j), the survival function again an
+    incomplete beta: fewer operations when few k are asked and the other groups are small, as
+    with a few slow machines) or convolved with it too and summed from the top."""
     ps = [np.clip(np.asarray(f(x), dtype=float).reshape(x.size), 0.0, 1.0) for f in cdfs]
     if len(counts) == 1:
         n = counts[0]
         return special.betainc(k[None, :], n - k[None, :] + 1.0, ps[0][:, None])
+    largest = int(np.argmax(counts))
+    rest = sum(counts) - counts[largest]
+    condition = k.size * (rest + 1) <= counts[largest] + 1
     pmf = np.ones((x.size, 1))
-    for count, p in zip(counts, ps, strict=True):
+    for g, (count, p) in enumerate(zip(counts, ps, strict=True)):
+        if condition and g == largest:
+            continue
         b = _binom_pmf(count, p)
         new = np.zeros((x.size, pmf.shape[1] + count))
         small, big = (pmf, b) if pmf.shape[1] <= b.shape[1] else (b, pmf)
         for i in range(small.shape[1]):  # convolution over the shorter of the two pmfs
             new[:, i : i + big.shape[1]] += small[:, i : i + 1] * big
         pmf = new
+    if condition:
+        m = k[None, :, None] - np.arange(rest + 1)[None, None, :]  # (1, len(k), rest + 1)
+        sf = _binom_sf(counts[largest], ps[largest][:, None, None], m)
+        return np.clip(np.einsum("xkj,xj->xk", sf, pmf), 0.0, 1.0)
     sf = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]  # P(N >= j), j = 0..n
     return np.clip(sf[:, k], 0.0, 1.0)
 
