@@ -1040,3 +1040,28 @@ def test_a_sweep_whose_engine_refuses_its_points_is_refused_before_any_run(tmp_p
     with pytest.raises(TooLargeError, match="ranks"):
         run_sweep(spec, tmp_path / "sweep", jobs=1, progress=False)
     assert not (tmp_path / "sweep" / "runs").exists()
+
+
+def test_save_figure_draws_the_png_with_the_pdfs_layout(tmp_path):
+    """``save_figure`` lays a figure out once (for its PDF) and draws the PNG with that layout:
+    the PNG's axes (a colorbar's too) sit where a PNG laid out on its own puts them, and the
+    figure keeps its layout engine."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from toolkit.plots import plot_heatmap, save_figure
+
+    def figure():
+        rows = [
+            {"lr": lr, "label": s, "final": lr * i} for i, s in enumerate("abc") for lr in (1, 2)
+        ]
+        return plot_heatmap(pd.DataFrame(rows), "final", "lr", "label")
+
+    alone = figure()
+    alone.savefig(tmp_path / "alone.png", dpi=150)
+    want = [ax.get_position().bounds for ax in alone.axes]
+    fig = figure()
+    paths = save_figure(fig, tmp_path / "heatmap")
+    assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size for p in paths)
+    assert len(fig.axes) == 2  # the heatmap and its colorbar
+    np.testing.assert_allclose([ax.get_position().bounds for ax in fig.axes], want, atol=2e-3)
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)

@@ -18,12 +18,22 @@ __all__ = ["plot_heatmap", "plot_sensitivity", "plot_time_to_target", "save_figu
 
 
 def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem.pdf`` and ``stem.png``; returns the paths."""
+    """Write ``stem.pdf`` and ``stem.png``; returns the paths. The layout (constrained, or
+    whatever engine the figure has) is computed once, for the PDF, and the PNG is drawn with it:
+    a ``savefig`` with a layout engine draws the figure twice, once to lay it out."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    engine = fig.get_layout_engine()
+    fig.savefig(paths[0], dpi=150)
+    if engine is None:
+        fig.savefig(paths[1], dpi=150)
+        return paths
+    try:
+        fig.set_layout_engine("none")  # the axes keep the positions the PDF's layout gave them
+        fig.savefig(paths[1], dpi=150)
+    finally:
+        fig.set_layout_engine(engine)
     return paths
 
 
