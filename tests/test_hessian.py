@@ -6,6 +6,8 @@ Hessian of a tiny MLP from torch.func.hessian.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -42,7 +44,9 @@ def _dense_hessian(workload: Workload, seed: int = 0) -> torch.Tensor:
         params = {n: t.view(s) for n, t, s in zip(names, parts, shapes, strict=True)}
         return workload.loss(functional_call(model, params, (workload.x_train,)), workload.y_train)
 
-    return hessian(loss)(flat)
+    with warnings.catch_warnings():  # torch.func's forward-mode setup calls torch.jit.script
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        return hessian(loss)(flat)
 
 
 def test_quadratic_spectrum_is_recovered() -> None:

@@ -506,6 +506,7 @@ def test_sigkill_during_an_extension_then_the_same_command_ends_as_an_uninterrup
     assert status(out).to_dict() == {"complete": len(want), "partial": 0, "failed": 0, "new": 0}
 
 
+@pytest.mark.integration  # runs a sweep: a process per run
 def test_report_and_load_carry_the_protocol_and_only_evaluation_seeds_are_reported(
     real, tmp_path, capsys
 ):
@@ -564,6 +565,7 @@ def test_report_and_load_carry_the_protocol_and_only_evaluation_seeds_are_report
     assert ".csv" in written and not written & {".png", ".pdf"}
 
 
+@pytest.mark.integration  # runs a sweep: a process per run
 def test_an_unfinished_protocol_reports_what_it_has_and_counts_what_is_missing(real, tmp_path):
     import shutil
 
@@ -585,6 +587,7 @@ def test_an_unfinished_protocol_reports_what_it_has_and_counts_what_is_missing(r
     assert warning.startswith(f"the protocol is not finished: {len(gone)} run(s)")
 
 
+@pytest.mark.integration  # runs a sweep: a process per run
 def test_a_capped_cell_warns_in_the_report(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(

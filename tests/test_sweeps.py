@@ -1065,3 +1065,26 @@ def test_save_figure_draws_the_png_with_the_pdfs_layout(tmp_path):
     assert len(fig.axes) == 2  # the heatmap and its colorbar
     np.testing.assert_allclose([ax.get_position().bounds for ax in fig.axes], want, atol=2e-3)
     assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+
+
+def test_load_tags_evaluation_rows_as_assigning_each_runs_config_would():
+    """``load`` puts each run's id and config fields beside its evaluation rows in one pass
+    (``store._tagged``): the same table as assigning them run by run, a config field named like
+    an evaluation column (``staleness``) in its place, a table-valued one (``plateau``) NaN, runs
+    with different fields or columns filled with NaN."""
+    from toolkit.sweeps.store import _tag, _tagged
+
+    rng = np.random.default_rng(0)
+
+    def frame(n, accuracy=True):
+        ev = pd.DataFrame({"update": np.arange(n), "staleness": rng.random(n)})
+        return ev.assign(test_accuracy=rng.random(n)) if accuracy else ev
+
+    runs = [
+        ("a", frame(3), {"lr": 0.1, "staleness": "none", "plateau": {"window": 4}, "seed": 0}),
+        ("b", frame(2, False), {"lr": 0.3, "staleness": "lr", "plateau": None, "seed": 1}),
+        ("c", frame(4), {"lr": 0.1, "staleness": "none", "scheme.b": 1, "seed": 2}),
+    ]
+    want = pd.concat([ev.assign(run_id=i, **flat) for i, ev, flat in runs], ignore_index=True)
+    got = _tagged([ev for _, ev, _ in runs], [_tag(i, flat) for i, _, flat in runs])
+    pd.testing.assert_frame_equal(got, want)

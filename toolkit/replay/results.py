@@ -80,7 +80,10 @@ class Results:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
         if missing:
             raise ConfigError("frame", f"frame: Results is missing columns {missing}")
-        self.frame = self.frame.astype(COLUMNS)
+        if all(self.frame[c].dtype == t for c, t in COLUMNS.items()):
+            self.frame = self.frame.copy()  # what astype gives, without its per-column work
+        else:
+            self.frame = self.frame.astype(COLUMNS)
         if self.status not in ("ok", "diverged"):
             raise ConfigError("status", f"status must be 'ok' or 'diverged', got {self.status!r}")
 
@@ -125,8 +128,11 @@ class Results:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Results:
+    def load(cls, path: str | Path, *, params: bool = True) -> Results:
+        """The results :meth:`save` wrote in ``path``; ``params=False`` leaves the final
+        parameters unread (``params`` None), for tables of many runs."""
         path = Path(path)
+        read_params = params
         manifest = path / MANIFEST_FILE
         meta = json.loads(manifest.read_text()) if manifest.exists() else {}
         run = meta.get("run", {})
@@ -145,7 +151,7 @@ class Results:
         if not meta:
             raise ConfigError("path", f"path: no manifest.json in {str(path)!r}")
         params = None
-        if (path / PARAMS_FILE).exists():
+        if read_params and (path / PARAMS_FILE).exists():
             params = torch.load(path / PARAMS_FILE, weights_only=True)
         return cls(
             frame,

@@ -141,7 +141,7 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
     if not (out / "runs").is_dir() and all((out / f).exists() for f in EXPORT_FILES):
         return _read_export(out)
     _check_sweep(out)
-    evals, rows = [], []
+    evals, tags, rows = [], [], []
     if ids is None:
         paths = _runs(out)
     else:
@@ -166,14 +166,15 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
         fields = dict(config["scheme"])
         row["label"] = str(make_scheme(fields.pop("name"), **fields))
         if state == "complete":
-            res = Results.load(path)
+            res = Results.load(path, params=False)
             if "metric" in res.manifest:
                 metric, target = res.manifest["metric"], res.manifest["target"]
             else:  # a run directory written before the manifest carried them
                 wl = get_workload(config["workload"]["name"], **_args(config["workload"]))
                 metric, target = wl.metric, wl.target
-            ev = res.evaluations.assign(run_id=path.name, **flat)
+            ev = res.evaluations
             evals.append(ev)
+            tags.append(_tag(path.name, flat))
             values = ev[metric].to_numpy()
             if target is None:
                 hit = ev.iloc[:0]
@@ -196,7 +197,7 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
                 stopped=res.manifest.get("stopped"),
             )
         rows.append(row)
-    evaluations = pd.concat(evals, ignore_index=True) if evals else pd.DataFrame()
+    evaluations = _tagged(evals, tags) if evals else pd.DataFrame()
     summary = pd.DataFrame(rows)
     spec = _spec(out)
     if ids is None and spec is not None and spec.protocol is not None:
@@ -204,6 +205,30 @@ def load(out: str | Path, ids: list[str] | None = None) -> tuple[pd.DataFrame, p
 
         summary = annotate(summary, spec)
     return evaluations, summary
+
+
+def _tag(run_id: str, flat: dict) -> pd.DataFrame:
+    """A run's one-row tag for its evaluation rows: its id and config fields, a table-valued
+    field (``plateau``, ``engine``) as NaN (a column of the summary only)."""
+    values = {k: [np.nan if isinstance(v, dict) else v] for k, v in flat.items()}
+    return pd.DataFrame({"run_id": [run_id], **values})
+
+
+def _tagged(evals: list[pd.DataFrame], tags: list[pd.DataFrame]) -> pd.DataFrame:
+    """The runs' evaluation rows, each with its run's one-row ``tags`` (run id and config
+    fields) repeated beside it: the table of ``concat(ev.assign(**tag) for each run)``, the same
+    columns in the same order and dtypes, in three concatenations instead of a column insertion
+    per field and run. A config field named like an evaluation column (``staleness``, the
+    policy) takes its place, as ``assign`` would."""
+    tag = pd.concat(tags, ignore_index=True)
+    body = pd.concat(evals, ignore_index=True)
+    body = body.drop(columns=[c for c in tag.columns if c in body.columns])  # the tag wins
+    tag = tag.iloc[np.repeat(np.arange(len(tags)), [len(ev) for ev in evals])]
+    table = pd.concat([body, tag.reset_index(drop=True)], axis=1)
+    order = {}  # the columns in the order a concatenation of the tagged frames has them
+    for ev, t in zip(evals, tags, strict=True):
+        order.update(dict.fromkeys([*ev.columns, *t.columns]))
+    return table[list(order)]
 
 
 def _spec(out: Path):
