@@ -850,19 +850,19 @@ def test_sensitivity_is_over_seeds_per_lr():
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_quick_spec_end_to_end_with_its_report(tmp_path):
-    """The shipped quick spec, its simulated budget cut to a quarter: the same 48 points and code
-    paths (every run still makes its 20 evaluations), a quarter of the training."""
+    """The shipped quick spec, its simulated budget cut to an eighth: the same 48 points and code
+    paths (every run still makes its 20 evaluations), an eighth of the training."""
     text = (ROOT / "sweeps/quick.toml").read_text()
     assert "time_budget = 600.0" in text
     path, out = tmp_path / "quick.toml", tmp_path / "quick"
-    path.write_text(text.replace("time_budget = 600.0", "time_budget = 150.0"))
+    path.write_text(text.replace("time_budget = 600.0", "time_budget = 75.0"))
     command = ["sweep", "run", str(path)]
     command += ["--out", str(out), "--jobs", "2", "--no-progress"]
     done = warm_cli.run(command, timeout=600)
     assert done.returncode == 0, done.stderr
     spec = SweepSpec.load(path)
     points = spec.points()
-    assert len(points) == 48 and spec.base["time_budget"] == 150.0
+    assert len(points) == 48 and spec.base["time_budget"] == 75.0
     assert f"{len(points)} runs: {len(points)} complete" in done.stdout
     rep = warm_cli.run(["sweep", "report", str(out)], timeout=300)
     assert rep.returncode == 0, rep.stderr
