@@ -81,6 +81,10 @@ class Kernel:
         shutil.rmtree(out / "notebooks" / path.stem, ignore_errors=True)  # no stale outputs
         nb = jupytext.read(path)
         error = None
+        if self.km is None:  # the first client starts it, with its arguments and folder
+            from jupyter_client.manager import AsyncKernelManager
+
+            self.km, self.used = AsyncKernelManager(kernel_name="python3"), False
         try:
             if self.used:
                 reset = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RESET)])
@@ -100,11 +104,8 @@ class Kernel:
         return path.stem, time.perf_counter() - start, error
 
     def _run(self, nb) -> None:
-        from jupyter_client.manager import AsyncKernelManager
         from nbclient import NotebookClient
 
-        if self.km is None:  # the first client starts it, with its arguments and folder
-            self.km, self.used = AsyncKernelManager(kernel_name="python3"), False
         client = NotebookClient(
             nb,
             km=self.km,  # not owned by the client: the kernel outlives this notebook

@@ -115,9 +115,10 @@ def test_each_notebook_starts_from_an_empty_namespace_and_a_failure_does_not_sto
     write_pid = "import os, pathlib\npathlib.Path({!r}, '{}').write_text(str(os.getpid()))\n"
     cells = {
         "a": "leak = 1\n" + write_pid.format(str(pids), "a"),
-        "c": "raise ValueError('boom in c')\n",
-        "b": "assert 'leak' not in dir(), 'a name of notebook a'\n"
+        "b": "assert 'leak' not in dir(), 'a name of a'\nleak_b = 1\n"
         + write_pid.format(str(pids), "b"),
+        "c": "raise ValueError('boom in c')\n",
+        "d": "assert 'leak_b' not in dir(), 'a name of b'\n" + write_pid.format(str(pids), "d"),
     }
     paths = []
     for name, code in cells.items():
@@ -126,14 +127,12 @@ def test_each_notebook_starts_from_an_empty_namespace_and_a_failure_does_not_sto
     with pytest.raises(SystemExit) as failed:
         paper_build.run_notebooks([paths], tmp_path / "out", jobs=1, fresh=fresh)
     message = str(failed.value)
-    assert "c: ValueError: boom in c" in message and "a:" not in message and "b:" not in message
-    same = (pids / "a").read_text() == (pids / "b").read_text()
-    assert same != fresh  # one kernel for all, or one each
-    assert {p.name for p in (tmp_path / "out" / "executed").iterdir()} == {
-        "a.ipynb",
-        "b.ipynb",
-        "c.ipynb",
-    }
+    assert "c: ValueError: boom in c" in message  # and only c failed:
+    assert not any(f"  {name}:" in message for name in "abd"), message
+    kernels = {(pids / name).read_text() for name in "abd"}
+    assert len(kernels) == (3 if fresh else 1)  # one kernel each, or one for all
+    executed = {p.name for p in (tmp_path / "out" / "executed").iterdir()}
+    assert executed == {f"{name}.ipynb" for name in "abcd"}
 
 
 def test_there_are_nine_notebooks():
