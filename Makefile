@@ -9,6 +9,9 @@ TORCH ?= torch==2.13.0
 # spend most of their time waiting on injected step times (a third worker uses that core: 441 ->
 # 415 s for the suite); `make test WORKERS=8` on a bigger machine.
 WORKERS ?= 3
+# The inner loop's tests start no processes and wait on nothing: two workers, one per core (a
+# third only adds its own start and collection, about 9 s of CPU).
+FAST_WORKERS ?= 2
 # --dist loadgroup: tests marked xdist_group (those sharing the paper build) run on one worker.
 PYTEST := $(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
 
@@ -38,7 +41,7 @@ test: lint  ## lint, format check and the whole test suite (what CI runs)
 	$(PYTEST)
 
 test-fast: $(VENV)/.ready  ## the inner loop: every test not marked integration
-	$(PYTEST) -m "not integration"
+	$(PYTEST) -n $(FAST_WORKERS) -m "not integration"
 
 test-integration: $(VENV)/.ready  ## processes, servers, the paper build, whole sweeps
 	$(PYTEST) -m integration

@@ -134,7 +134,7 @@ def test_theory_grids_and_states_too_large_are_refused_before_allocating():
     assert "companion matrices" in _refused(
         lambda: staleness_threshold(np.full(10**6, 1e-6)), "probs"
     )
-    big = np.ones(10**8)  # 800 MB: the caller's array fits, the 17x17 stacks over it do not
+    big = np.broadcast_to(1.0, (10**8,))  # a view of one number: 17x17 stacks over it do not fit
     _refused(lambda: admm_round_robin_spectral_radius(eta=big, alpha=0.1, p=8), "eta")
     _refused(lambda: expected_order_statistic(st.lognorm(0.5), big, 10**8), "k")
     _refused(lambda: step_time(Delayed(4, 10**9), st.expon(1, 0.5)), "delay")
