@@ -132,7 +132,6 @@ class Results:
         """The results :meth:`save` wrote in ``path``; ``params=False`` leaves the final
         parameters unread (``params`` None), for tables of many runs."""
         path = Path(path)
-        read_params = params
         manifest = path / MANIFEST_FILE
         meta = json.loads(manifest.read_text()) if manifest.exists() else {}
         run = meta.get("run", {})
@@ -150,13 +149,13 @@ class Results:
             raise ConfigError("path", f"path: no results.parquet or results.csv in {str(path)!r}")
         if not meta:
             raise ConfigError("path", f"path: no manifest.json in {str(path)!r}")
-        params = None
-        if read_params and (path / PARAMS_FILE).exists():
-            params = torch.load(path / PARAMS_FILE, weights_only=True)
+        final = None
+        if params and (path / PARAMS_FILE).exists():
+            final = torch.load(path / PARAMS_FILE, weights_only=True)
         return cls(
             frame,
             manifest=meta.get("manifest", {}),
             status=meta.get("status", "ok"),
             message=meta.get("message", ""),
-            params=params,
+            params=final,
         )
