@@ -67,7 +67,6 @@ class Kernel:
     def __init__(self, fresh: bool = False) -> None:
         self.fresh = fresh
         self.km = None
-        self.used = False
 
     def execute(self, path: Path, out: Path) -> tuple[str, float, str | None]:
         """Execute one notebook (its outputs go to ``out/notebooks/<name>``); returns (name,
@@ -84,12 +83,11 @@ class Kernel:
         if self.km is None:  # the first client starts it, with its arguments and folder
             from jupyter_client.manager import AsyncKernelManager
 
-            self.km, self.used = AsyncKernelManager(kernel_name="python3"), False
+            self.km = AsyncKernelManager(kernel_name="python3")
         try:
-            if self.used:
+            if self.km.has_kernel:  # started: it ran a notebook before this one
                 reset = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RESET)])
                 self._run(reset)
-            self.used = True
             self._run(nb)
         except CellExecutionError as exc:  # its last line, without the traceback's colours
             error = ANSI.sub("", str(exc)).splitlines()[-1] if str(exc) else repr(exc)
@@ -124,7 +122,7 @@ class Kernel:
         """Shut the kernel down (at once: nothing of it is needed any more)."""
         from jupyter_core.utils import run_sync
 
-        km, self.km, self.used = self.km, None, False
+        km, self.km = self.km, None
         if km is not None and km.has_kernel:
             try:
                 run_sync(km.shutdown_kernel)(now=True)
